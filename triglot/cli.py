@@ -1,0 +1,123 @@
+"""The `triglot` command: one dispatcher; each stage package adds its own subcommands.
+
+User errors (bad config, missing inputs) print one message and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from triglot.config import config_hash, load_config, to_yaml
+from triglot.errors import ConfigError, TriglotError
+
+# Stage packages that add subcommands through `add_commands(subparsers, groups)`.
+COMMAND_MODULES = ("data_pipeline.commands", "tokenizer.commands", "train.commands",
+                   "eval.commands", "launch.commands")
+EXIT_USAGE = 2
+
+
+def setup_logging(level: str | None = None) -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    level = level or os.environ.get("TRIGLOT_LOG_LEVEL", "INFO" if rank == 0 else "WARNING")
+    logging.basicConfig(level=level, format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def add_config_args(parser: argparse.ArgumentParser, force: bool = True) -> None:
+    """The positional experiment file plus `key=value` overrides (and --force) every stage takes."""
+    parser.add_argument("config", help="experiment YAML (configs/experiments/...) or a run's config.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=0.001 model=125m")
+    if force:
+        parser.add_argument("--force", action="store_true", help="rerun even if the stage's manifest is current")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    return load_config(args.config, args.overrides)
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    print(to_yaml(cfg), end="")
+    print(f"# config hash: {config_hash(cfg)}")
+    return 0
+
+
+def _hardware(args: argparse.Namespace) -> int:
+    from triglot.config import compose
+    from triglot.hardware import detect
+
+    device = detect()
+    cfg = compose({"defaults": {"hardware": args.profile}})
+    hw = cfg.hardware
+    print(f"detected:    {device.accelerator} x{device.count} ({device.product})")
+    if device.note:
+        print(f"note:        {device.note}")
+    print(f"profile:     {hw.name}  ({hw.description})")
+    print(f"precision:   {hw.precision.value}")
+    print(f"attention:   {hw.attention.value}")
+    print(f"backend:     {hw.comm_backend}")
+    peaks = ", ".join(f"{k} {v:g}" for k, v in hw.peak_tflops.items())
+    print(f"peak TFLOPS: {peaks}")
+    print(f"tested:      {'yes' if hw.tested else 'no (loaded and validated only)'}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from triglot.stages import run_experiment
+
+    run_experiment(config_from_args(args), force=args.force, only=args.only)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triglot", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO on rank 0)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config = sub.add_parser("config", help="inspect configs").add_subparsers(dest="config_command", required=True)
+    show = config.add_parser("show", help="print the resolved config and its hash")
+    add_config_args(show, force=False)
+    show.set_defaults(func=_config_show)
+
+    hw = sub.add_parser("hardware", help="show the detected device and the profile chosen for it")
+    hw.add_argument("--profile", default="auto", help="profile to show instead of the detected one")
+    hw.set_defaults(func=_hardware)
+
+    run = sub.add_parser("run", help="run an experiment's stages in order, skipping up-to-date ones")
+    add_config_args(run)
+    run.add_argument("--only", nargs="+", metavar="STAGE", help="run just these stages")
+    run.set_defaults(func=_run)
+
+    groups = {"data": sub.add_parser("data", help="data stages").add_subparsers(dest="data_command", required=True)}
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name and name.startswith(err.name):
+                continue
+            raise
+        module.add_commands(sub, groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except TriglotError as err:
+        kind = "config error: " if isinstance(err, ConfigError) else ""
+        print(f"triglot: {kind}{err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

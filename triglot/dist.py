@@ -1,0 +1,51 @@
+"""Rank, world size and rendezvous read once from the environment (torchrun, Slurm or none)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _int(env: dict, *names: str, default: int) -> int:
+    for name in names:
+        if env.get(name, "") != "":
+            return int(env[name])
+    return default
+
+
+def read_dist_env(env: dict | None = None) -> DistEnv:
+    """torchrun's variables win; Slurm's (srun without torchrun) are the fallback."""
+    env = dict(os.environ if env is None else env)
+    world = _int(env, "WORLD_SIZE", "SLURM_NTASKS", default=1)
+    rank = _int(env, "RANK", "SLURM_PROCID", default=0)
+    local_rank = _int(env, "LOCAL_RANK", "SLURM_LOCALID", default=0)
+    local_world = _int(env, "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE", default=1)
+    node_rank = _int(env, "GROUP_RANK", "SLURM_NODEID", default=0)
+    return DistEnv(
+        rank=rank,
+        world_size=world,
+        local_rank=local_rank,
+        local_world_size=local_world,
+        node_rank=node_rank,
+        master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+        master_port=_int(env, "MASTER_PORT", default=29500),
+    )

@@ -1,0 +1,146 @@
+"""The packed-token format that `data pack` writes and training reads.
+
+A packed folder holds `meta.json` (dtype, vocabulary, special ids, shard list) and per shard a flat
+token file `<shard>.bin` (every document followed by EOS) plus `<shard>.idx.parquet` (offset,
+length, language, source, doc_id per document). Shards are written aside and renamed into place,
+and `meta.json` is written last, so a folder with `meta.json` is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT = "triglot-packed/1"
+META = "meta.json"
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits, uint32 otherwise."""
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+    if vocab_size <= np.iinfo(np.uint16).max + 1:
+        return np.dtype(np.uint16)
+    if vocab_size <= np.iinfo(np.uint32).max + 1:
+        return np.dtype(np.uint32)
+    raise ValueError(f"vocab_size {vocab_size} does not fit in uint32")
+
+
+class ShardWriter:
+    """Appends documents to one shard; `close()` moves the finished files into place."""
+
+    def __init__(self, folder: str | os.PathLike, name: str, dtype: np.dtype):
+        self.folder = Path(folder)
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._bin_tmp = self.folder / f"{name}.bin.tmp"
+        self._bin = open(self._bin_tmp, "wb")
+        self._offsets: list[int] = []
+        self._lengths: list[int] = []
+        self._languages: list[str] = []
+        self._sources: list[str] = []
+        self._doc_ids: list[str] = []
+        self.tokens = 0
+
+    def add(self, token_ids: Any, language: str = "", source: str = "", doc_id: str = "") -> None:
+        ids = np.asarray(token_ids)
+        if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(self.dtype).max):
+            raise ValueError(f"token id out of range for {self.dtype} in document {doc_id!r}")
+        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
+        self._offsets.append(self.tokens)
+        self._lengths.append(int(ids.size))
+        self._languages.append(language)
+        self._sources.append(source)
+        self._doc_ids.append(doc_id)
+        self.tokens += int(ids.size)
+
+    def close(self) -> dict:
+        self._bin.flush()
+        os.fsync(self._bin.fileno())
+        self._bin.close()
+        table = pa.table({
+            "offset": pa.array(self._offsets, pa.int64()),
+            "length": pa.array(self._lengths, pa.int32()),
+            "language": pa.array(self._languages, pa.string()),
+            "source": pa.array(self._sources, pa.string()),
+            "doc_id": pa.array(self._doc_ids, pa.string()),
+        })
+        idx_tmp = self.folder / f"{self.name}.idx.parquet.tmp"
+        pq.write_table(table, idx_tmp)
+        os.replace(self._bin_tmp, self.folder / f"{self.name}.bin")
+        os.replace(idx_tmp, self.folder / f"{self.name}.idx.parquet")
+        return {"name": self.name, "tokens": self.tokens, "documents": len(self._offsets)}
+
+
+def write_meta(folder: str | os.PathLike, *, dtype: np.dtype, vocab_size: int, eos_id: int,
+               shards: list[dict], **extra: Any) -> Path:
+    meta = {"format": FORMAT, "dtype": np.dtype(dtype).name, "vocab_size": vocab_size, "eos_id": eos_id,
+            "shards": shards, **extra}
+    path = Path(folder) / META
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Document:
+    tokens: np.ndarray
+    language: str
+    source: str
+    doc_id: str
+
+
+class PackedDataset:
+    """Read-only view of a packed folder: documents by global index, tokens memory-mapped."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        meta_path = self.folder / META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: run `triglot data pack` first, or the pack is incomplete")
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: unknown format {self.meta.get('format')!r}, expected {FORMAT}")
+        self.dtype = np.dtype(self.meta["dtype"])
+        self.eos_id = int(self.meta["eos_id"])
+        self.vocab_size = int(self.meta["vocab_size"])
+        self.shard_names = [s["name"] for s in self.meta["shards"]]
+        tables = [pq.read_table(self.folder / f"{n}.idx.parquet") for n in self.shard_names]
+        self._shard_of = np.concatenate(
+            [np.full(t.num_rows, i, dtype=np.int32) for i, t in enumerate(tables)]
+        ) if tables else np.zeros(0, np.int32)
+        self.index = pa.concat_tables(tables) if tables else None
+        self.offsets = self.index.column("offset").to_numpy() if tables else np.zeros(0, np.int64)
+        self.lengths = self.index.column("length").to_numpy() if tables else np.zeros(0, np.int32)
+        self.languages = self.index.column("language").to_pylist() if tables else []
+        self.sources = self.index.column("source").to_pylist() if tables else []
+        self.doc_ids = self.index.column("doc_id").to_pylist() if tables else []
+        self._tokens = [np.memmap(self.folder / f"{n}.bin", dtype=self.dtype, mode="r") for n in self.shard_names]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def tokens(self, i: int) -> np.ndarray:
+        shard = self._shard_of[i]
+        start = int(self.offsets[i])
+        return self._tokens[shard][start:start + int(self.lengths[i])]
+
+    def document(self, i: int) -> Document:
+        return Document(self.tokens(i), self.languages[i], self.sources[i], self.doc_ids[i])
+
+    def __iter__(self) -> Iterator[Document]:
+        for i in range(len(self)):
+            yield self.document(i)
