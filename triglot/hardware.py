@@ -40,16 +40,26 @@ class DetectedDevice:
 @lru_cache(maxsize=1)
 def get_accelerator() -> Any:
     """DeepSpeed's accelerator for this process (honours DS_ACCELERATOR)."""
+    if "DS_ACCELERATOR" not in os.environ and _cpu_only():
+        # Saves DeepSpeed's probing and its fallback warning on stdout; child processes inherit it.
+        os.environ["DS_ACCELERATOR"] = "cpu"
     from deepspeed.accelerator import get_accelerator as ds_get_accelerator
-    from deepspeed.utils import logger as ds_logger
 
-    # DeepSpeed announces its CPU fallback on stdout; `triglot hardware` reports the choice itself.
-    level = ds_logger.level
-    ds_logger.setLevel(logging.ERROR)
-    try:
-        return ds_get_accelerator()
-    finally:
-        ds_logger.setLevel(level)
+    return ds_get_accelerator()
+
+
+def _cpu_only() -> bool:
+    """No accelerator runtime present: no vendor extension installed and no CUDA/ROCm device."""
+    import importlib.util
+
+    import torch
+
+    vendor_modules = ("torch_npu", "habana_frameworks", "intel_extension_for_pytorch")
+    if any(importlib.util.find_spec(m) is not None for m in vendor_modules):
+        return False
+    if hasattr(torch, "xpu") and torch.xpu.is_available():
+        return False
+    return not torch.cuda.is_available()
 
 
 def _product_name(accel: Any) -> str:
