@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install triglot into it, torch first so that nothing pulls a CUDA build.
 #   bash scripts/bootstrap.sh        # runtime
-#   bash scripts/bootstrap.sh dev    # runtime + test/lint/bench tools
+#   bash scripts/bootstrap.sh dev    # + test, lint and benchmark tools, and the local Slurm packages
+# TRIGLOT_TORCH picks another torch build (for example a ROCm or CUDA wheel on a GPU cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -10,14 +11,25 @@ torch_spec="${TRIGLOT_TORCH:-torch==2.13.0}"
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
-"$py" -m pip install -q --upgrade pip setuptools wheel
+pip=("$py" -m pip install -q --disable-pip-version-check)
+"${pip[@]}" --upgrade pip setuptools wheel
 # torch first: a bare `torch` requirement resolved later would fetch the newest CUDA build.
-"$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "$torch_spec"
+"$py" -c "import torch" 2>/dev/null || "${pip[@]}" "$torch_spec"
 # DeepSpeed ships only an sdist whose setup.py imports torch; build it against the torch above.
-"$py" -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 "$py" -m pip install -q --no-build-isolation "deepspeed>=0.19,<0.20"
+"$py" -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 "${pip[@]}" --no-build-isolation "deepspeed>=0.19,<0.20"
 if [ -n "$extra" ]; then
-  "$py" -m pip install -q -e ".[$extra]"
+  "${pip[@]}" -e ".[$extra]"
 else
-  "$py" -m pip install -q -e .
+  "${pip[@]}" -e .
+fi
+
+# The Slurm tests drive a real one-node cluster built from Debian's packages.
+if [ "$extra" = "dev" ] && ! command -v slurmctld >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Slurm and munge from Debian's packages for the Slurm tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
+  else
+    echo "note: slurmctld not found and cannot install it here (needs root and apt); Slurm tests will be skipped"
+  fi
 fi
 echo "triglot installed in $venv ($("$py" -c 'import torch, deepspeed; print("torch", torch.__version__, "deepspeed", deepspeed.__version__)' 2>/dev/null))"

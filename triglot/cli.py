@@ -10,7 +10,8 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from triglot.config import config_hash, load_config, to_yaml
 from triglot.errors import ConfigError, TriglotError

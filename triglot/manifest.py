@@ -11,8 +11,9 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from triglot import __version__
 from triglot.config import config_hash
@@ -96,7 +97,7 @@ class StageManifest:
         self.inputs = fingerprint(self.input_paths, known)
 
     @classmethod
-    def open(cls, out_dir: str | os.PathLike, stage: str, config: Any, inputs: Iterable[Any]) -> "StageManifest":
+    def open(cls, out_dir: str | os.PathLike, stage: str, config: Any, inputs: Iterable[Any]) -> StageManifest:
         return cls(Path(out_dir), stage, config, [str(p) for p in inputs])
 
     @staticmethod

@@ -11,8 +11,9 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class Tracker:
             self.wandb_run.finish()
             self.wandb_run = None
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -119,7 +120,7 @@ class NullTracker:
     def summary(self, values: dict[str, Any]) -> None: ...
     def table(self, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None: ...
     def finish(self) -> None: ...
-    def __enter__(self) -> "NullTracker":
+    def __enter__(self) -> NullTracker:
         return self
     def __exit__(self, *exc: Any) -> None: ...
 

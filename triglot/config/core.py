@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional
+from typing import Optional
 
 
 class Precision(str, Enum):
@@ -33,10 +33,10 @@ class RunSection:
     dir: str = "runs/${run.name}"
     seed: int = 1234
     # Stages `triglot run` executes, in order.
-    stages: List[str] = field(default_factory=lambda: ["clean", "tokenizer", "pack", "train", "eval"])
+    stages: list[str] = field(default_factory=lambda: ["clean", "tokenizer", "pack", "train", "eval"])
     # Processes per node for distributed stages (train, eval) when launched by `triglot run`.
     nproc_per_node: int = 1
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrackingSection:
     project: str = "triglot"
     entity: Optional[str] = None
     group: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     # Also write <stage dir>/metrics.jsonl (always on; here so a run may rename it).
     metrics_file: str = "metrics.jsonl"
 
@@ -66,13 +66,13 @@ class HardwareSection:
     # torch.distributed backend: gloo, nccl (also RCCL on ROCm), hccl, ccl, xccl.
     comm_backend: str = "gloo"
     # Dense peak throughput per precision, TFLOP/s per device, from the vendor datasheet.
-    peak_tflops: Dict[str, float] = field(default_factory=dict)
+    peak_tflops: dict[str, float] = field(default_factory=dict)
     memory_gb: float = 0.0
     devices_per_node: int = 1
     micro_batch_size: int = 1
     activation_checkpointing: bool = False
     compile: bool = False
     # Environment variables the launcher sets for this family (communication library tuning).
-    env: Dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     # True only for profiles that have run on real hardware in this project's tests.
     tested: bool = False

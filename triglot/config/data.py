@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Optional
 
 
 @dataclass
 class SourceSpec:
     name: str = "???"
     # Path globs, relative to the working directory unless absolute.
-    paths: List[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     # jsonl, json, csv, tsv, text, parquet, wikiextractor, html, warc, wet
     format: str = "jsonl"
     text_field: str = "text"
@@ -21,7 +21,7 @@ class SourceSpec:
 @dataclass
 class DataSection:
     name: str = "data"
-    sources: List[SourceSpec] = field(default_factory=list)
+    sources: list[SourceSpec] = field(default_factory=list)
     # Output folder of the clean stage; empty means <run.dir>/data/clean.
     output_dir: str = ""
     workers: int = 1

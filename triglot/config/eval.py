@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
 
 
 @dataclass
 class EvalSection:
-    suites: List[str] = field(default_factory=list)
+    suites: list[str] = field(default_factory=list)
     # Root holding the suites in their official layouts.
     benchmarks_dir: str = "../shared/data/benchmarks"
     num_fewshot: int = 0

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf

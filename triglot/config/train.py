@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 
 @dataclass
@@ -16,4 +16,4 @@ class TrainSection:
     # Packed data folder; empty means <run.dir>/data/packed.
     data_dir: str = ""
     # Raw DeepSpeed keys merged over the generated config, for anything not covered here.
-    deepspeed: Dict[str, Any] = field(default_factory=dict)
+    deepspeed: dict[str, Any] = field(default_factory=dict)

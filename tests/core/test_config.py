@@ -1,0 +1,125 @@
+"""Config composition, overrides, hashing and every error path a user can hit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from triglot.config import ConfigError, compose, config_hash, load_config, save_config
+from triglot.config.loader import all_keys, find_config_root
+
+QUICKSTART = "configs/experiments/quickstart.yaml"
+
+
+def test_composition_layers_in_order(repo_root: Path) -> None:
+    cfg = load_config(repo_root / QUICKSTART)
+    # group file (configs/model/tiny.yaml) over schema defaults
+    assert cfg.model.name == "tiny" and cfg.model.hidden_size == 64
+    # experiment over group files and defaults
+    assert cfg.run.name == "quickstart"
+    assert cfg.run.dir == "runs/quickstart"  # interpolation resolved
+    # hardware: auto resolves to the detected profile
+    assert cfg.hardware.name == "cpu"
+
+
+def test_dotted_and_group_overrides(repo_root: Path) -> None:
+    cfg = load_config(repo_root / QUICKSTART, ["train.lr=0.001", "model=125m", "run.name=other"])
+    assert cfg.train.lr == pytest.approx(0.001)
+    assert cfg.model.name == "125m" and cfg.model.hidden_size == 768
+    assert cfg.run.dir == "runs/other"
+
+
+def test_hash_is_stable_and_tracks_changes(repo_root: Path, tmp_path: Path) -> None:
+    a = load_config(repo_root / QUICKSTART)
+    b = load_config(repo_root / QUICKSTART)
+    c = load_config(repo_root / QUICKSTART, ["train.lr=0.001"])
+    assert config_hash(a) == config_hash(b) != config_hash(c)
+    saved = save_config(c, tmp_path / "config.yaml")
+    assert config_hash(load_config(saved)) == config_hash(c)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.lrr=0.001", "train.lr"),
+        ("trian.lr=1", "'train'"),
+        ("train.hidden_size=8", "model.hidden_size"),
+    ],
+)
+def test_unknown_key_names_nearest(repo_root: Path, override: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match="unknown config key") as err:
+        load_config(repo_root / QUICKSTART, [override])
+    assert expected in str(err.value)
+
+
+def test_unknown_key_in_yaml_file(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("run:\n  nmae: x\n")
+    with pytest.raises(ConfigError, match=r"run\.nmae.*did you mean 'run\.name'"):
+        load_config(exp)
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "expected"),
+    [
+        ("train.lr=abc", "train.lr", "float"),
+        ("run.seed=1.5", "run.seed", "int"),
+        ("hardware.precision=fp8", "hardware.precision", "one of fp32, fp16, bf16"),
+        ("tracking.mode=loud", "tracking.mode", "one of auto, online, offline, disabled"),
+    ],
+)
+def test_wrong_type_names_key_value_and_type(repo_root: Path, override: str, key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(repo_root / QUICKSTART, [override])
+    message = str(err.value)
+    assert key in message and override.split("=")[1] in message and expected in message
+
+
+def test_unknown_group_file_suggests(repo_root: Path) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'tiny'"):
+        load_config(repo_root / QUICKSTART, ["model=tny"])
+
+
+def test_malformed_inputs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        compose({}, ["train.lr"])
+
+
+def test_every_shipped_yaml_validates(repo_root: Path) -> None:
+    root = find_config_root(repo_root / QUICKSTART)
+    for group in ("model", "hardware", "data"):
+        files = sorted((root / group).glob("*.yaml"))
+        assert files, f"no {group} configs shipped"
+        for file in files:
+            cfg = compose({"defaults": {group: file.stem}})
+            assert cfg[group].name == file.stem
+    for exp in sorted((root / "experiments").glob("*.yaml")):
+        load_config(exp)
+
+
+def test_schema_defaults_are_defined_once() -> None:
+    keys = all_keys()
+    assert len(keys) == len(set(keys))
+    assert "train.lr" in keys and "hardware.peak_tflops" in keys
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "triglot", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_config_show_override_and_error(repo_root: Path) -> None:
+    ok = _cli("config", "show", QUICKSTART, "train.lr=0.001")
+    assert ok.returncode == 0, ok.stderr
+    assert "lr: 0.001" in ok.stdout and "config hash:" in ok.stdout
+    bad = _cli("config", "show", QUICKSTART, "train.lrr=0.001")
+    assert bad.returncode == 2
+    assert "train.lr" in bad.stderr and "Traceback" not in bad.stderr
