@@ -18,7 +18,7 @@ from triglot.errors import ConfigError, TriglotError
 
 # Stage packages that add subcommands through `add_commands(subparsers, groups)`.
 COMMAND_MODULES = ("data_pipeline.commands", "tokenizer.commands", "train.commands",
-                   "eval.commands", "launch.commands")
+                   "train.sft.commands", "eval.commands", "launch.commands")
 EXIT_USAGE = 2
 
 

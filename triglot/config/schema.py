@@ -12,6 +12,7 @@ from triglot.config.data import DataSection
 from triglot.config.eval import EvalSection
 from triglot.config.launch import LaunchSection
 from triglot.config.model import ModelSection
+from triglot.config.sft import SftSection
 from triglot.config.tokenizer import PackSection, TokenizerSection
 from triglot.config.train import TrainSection
 
@@ -29,5 +30,6 @@ class RunConfig:
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     pack: PackSection = field(default_factory=PackSection)
     train: TrainSection = field(default_factory=TrainSection)
+    sft: SftSection = field(default_factory=SftSection)
     eval: EvalSection = field(default_factory=EvalSection)
     launch: LaunchSection = field(default_factory=LaunchSection)
