@@ -25,3 +25,5 @@ class ModelSection:
     initializer_range: float = 0.02
     # Local Hugging Face folder to start from instead of a fresh init.
     pretrained: Optional[str] = None
+    # Tokenizer folder (vocabulary size, export); empty: the packed data's tokenizer, else <run.dir>/tokenizer.
+    tokenizer: str = ""

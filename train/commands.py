@@ -1,0 +1,39 @@
+"""`triglot train CONFIG [overrides]`: run the training stage on this rank (start it under torchrun).
+
+Exit codes: 0 done, 2 config/input error, 3 non-finite loss, 4 out of memory, 75 stopped by a signal
+after saving a checkpoint (requeue to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def _train(args: argparse.Namespace) -> int:
+    from train.coordination import EXIT_NONFINITE, EXIT_OOM, EXIT_PREEMPTED, NonFiniteLoss, Preempted
+    from train.trainer import run_train_stage
+    from triglot.cli import config_from_args
+
+    cfg = config_from_args(args)
+    try:
+        run_train_stage(cfg, force=args.force)
+    except Preempted as err:
+        print(f"triglot train: {err}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except NonFiniteLoss as err:
+        print(f"triglot train: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
+    except MemoryError as err:
+        print(f"triglot train: {err}", file=sys.stderr)
+        return EXIT_OOM
+    return 0
+
+
+def add_commands(subparsers: Any, groups: dict) -> None:
+    from triglot.cli import add_config_args
+
+    parser = subparsers.add_parser("train", help="pretrain or fine-tune with DeepSpeed (run under torchrun)")
+    add_config_args(parser)
+    parser.set_defaults(func=_train)

@@ -1,0 +1,109 @@
+"""What ranks agree on: a preflight check that names silent ranks, and stop requests from signals.
+
+SIGTERM and SIGUSR1 (Slurm's --signal, preemption) only set a flag; the training loop all-reduces it
+every step so all ranks stop at the same step, save a checkpoint and exit with EXIT_PREEMPTED.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import signal
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the job saved a checkpoint and wants to be requeued
+EXIT_NONFINITE = 3
+EXIT_OOM = 4
+
+
+class PreflightError(RuntimeError):
+    """Some ranks did not answer the preflight check in time."""
+
+
+def preflight(timeout_s: float) -> None:
+    """Every rank reaches this point and an all-reduce works; else name the ranks that did not answer.
+
+    Uses gloo's monitored barrier (on a gloo side group when the main backend is not gloo), which
+    reports the ranks that missed it, then one all-reduce over the main backend.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    timeout = datetime.timedelta(seconds=timeout_s)
+    group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo", timeout=timeout)
+    try:
+        dist.monitored_barrier(group=group, timeout=timeout, wait_all_ranks=True)
+    except RuntimeError as err:
+        raise PreflightError(f"preflight: not every rank answered within {timeout_s:.0f}s: {err}") from err
+    from triglot.dist import read_dist_env
+    from triglot.hardware import device_for
+
+    probe = torch.ones(1, device=device_for(read_dist_env().local_rank))
+    dist.all_reduce(probe)
+    if int(probe.item()) != dist.get_world_size():
+        raise PreflightError(f"preflight: all-reduce gave {probe.item()}, expected {dist.get_world_size()}")
+
+
+class StopRequest:
+    """Installs SIGTERM/SIGUSR1 handlers that record the request; `requested` is this rank's view."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> StopRequest:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        log.warning("received %s: will save a checkpoint and stop after this step", self.signal_name)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class Preempted(Exception):
+    """All ranks agreed to stop after saving; the command exits with EXIT_PREEMPTED."""
+
+    def __init__(self, step: int, checkpoint: str):
+        super().__init__(f"stopped by signal after step {step}; checkpoint {checkpoint}; rerun to resume")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss is {value} at step {step}; lower train.lr, raise train.warmup_steps or check the "
+                         "data (set train.on_nonfinite=skip to drop such batches instead)")
+        self.step = step
+
+
+def oom_message(step: int, cfg: Any, err: BaseException) -> str:
+    t = cfg.train
+    hints = ["lower train.micro_batch_size (raise accumulation instead; train.global_batch_size stays)"]
+    if not cfg.hardware.activation_checkpointing:
+        hints.append("set hardware.activation_checkpointing=true")
+    if t.zero_stage < 3:
+        hints.append(f"raise train.zero_stage (now {t.zero_stage}) to shard more state")
+    if not t.offload_optimizer:
+        hints.append("set train.offload_optimizer=true")
+    hints.append(f"lower train.seq_len (now {t.seq_len})")
+    return f"out of memory at step {step} ({str(err).splitlines()[0][:200]}); try: " + "; ".join(hints)
+
+
+def is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()

@@ -1,0 +1,144 @@
+"""DeepSpeed setup: the config generated from the run config and hardware profile, and the engine.
+
+The only module that calls deepspeed.init_distributed and deepspeed.initialize.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Any
+
+from train.data import BatchLayout
+from triglot.dist import DistEnv
+from triglot.errors import ConfigError
+
+
+def batch_layout(train: Any, hardware: Any, world: int) -> BatchLayout:
+    """Per-rank micro-batch sizes and accumulation steps that make up train.global_batch_size."""
+    if train.micro_batch_sizes:
+        sizes = [int(s) for s in train.micro_batch_sizes]
+        if len(sizes) != world:
+            raise ConfigError(f"train.micro_batch_sizes has {len(sizes)} entries but there are {world} ranks; "
+                              "give one size per rank")
+    else:
+        micro = int(train.micro_batch_size or hardware.micro_batch_size or 1)
+        micro = max(1, min(micro, train.global_batch_size // world))
+        sizes = [micro] * world
+    per_step = sum(sizes)
+    if min(sizes) < 1 or train.global_batch_size % per_step:
+        raise ConfigError(f"train.global_batch_size {train.global_batch_size} is not a multiple of the "
+                          f"micro-batches across ranks ({sizes}, sum {per_step}); change either")
+    return BatchLayout(tuple(sizes), train.global_batch_size // per_step)
+
+
+def lr_lambda(train: Any):
+    """Multiplier of train.lr at each step: warmup, then cosine, linear, warmup-stable-decay or constant."""
+    steps, warmup, floor = int(train.steps), int(train.warmup_steps), float(train.min_lr_ratio)
+    kind = train.schedule.value
+    decay_start = steps - int(round(train.decay_fraction * steps)) if kind == "wsd" else warmup
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant" or step < decay_start:
+            return 1.0
+        progress = min(1.0, (step - decay_start) / max(1, steps - decay_start))
+        if kind == "cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return floor + (1 - floor) * (1 - progress)
+
+    return factor
+
+
+def deepspeed_config(cfg: Any, layout: BatchLayout, rank: int) -> dict:
+    """The DeepSpeed config for this rank, with cfg.train.deepspeed merged over it."""
+    train, hw = cfg.train, cfg.hardware
+    if train.zero_stage not in (0, 1, 2, 3):
+        raise ConfigError(f"train.zero_stage must be 0..3, got {train.zero_stage}")
+    if train.offload_params and train.zero_stage != 3:
+        raise ConfigError("train.offload_params needs train.zero_stage=3")
+    zero: dict[str, Any] = {"stage": train.zero_stage, "contiguous_gradients": True, "overlap_comm": False}
+    if train.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": hw.accelerator != "cpu"}
+    if train.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": hw.accelerator != "cpu"}
+    if train.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = False
+    precision = hw.precision.value
+    config: dict[str, Any] = {
+        # Each rank states its own micro-batch; the global batch is checked in batch_layout.
+        "train_micro_batch_size_per_gpu": layout.micro_sizes[rank],
+        "gradient_accumulation_steps": layout.accumulation,
+        "gradient_clipping": train.optimizer.grad_clip,
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+        "fp16": {"enabled": precision == "fp16", "loss_scale": hw.loss_scale,
+                 "initial_scale_power": hw.initial_scale_power},
+        "bf16": {"enabled": precision == "bf16"},
+    }
+    if train.offload_optimizer:
+        opt = train.optimizer
+        config["optimizer"] = {"type": "AdamW", "params": {"lr": train.lr, "betas": list(opt.betas), "eps": opt.eps,
+                                                           "weight_decay": opt.weight_decay}}
+    return _merge(config, dict(train.deepspeed))
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def init_distributed(cfg: Any, env: DistEnv) -> None:
+    import deepspeed
+
+    timeout = datetime.timedelta(seconds=int(cfg.train.dist_timeout_s))
+    deepspeed.init_distributed(dist_backend=cfg.hardware.comm_backend, timeout=timeout,
+                               dist_init_required=True, verbose=False)
+
+
+def param_groups(model: Any, weight_decay: float) -> list[dict]:
+    """Decay matrices; not norms, biases or other 1-D parameters."""
+    decay, keep = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else keep).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
+def build_engine(cfg: Any, model: Any, layout: BatchLayout, rank: int) -> tuple[Any, dict]:
+    """deepspeed.initialize with AdamW and the configured schedule; returns (engine, ds_config)."""
+    import deepspeed
+    import torch
+
+    ds_config = deepspeed_config(cfg, layout, rank)
+    opt = cfg.train.optimizer
+    groups = param_groups(model, opt.weight_decay)
+    optimizer = None
+    if "optimizer" not in ds_config:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(opt.betas), eps=opt.eps)
+
+    def scheduler(optim: Any) -> Any:
+        return torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(cfg.train))
+
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                           model_parameters=groups if optimizer is None else None,
+                                           lr_scheduler=scheduler, config=ds_config)
+    return engine, ds_config
+
+
+def zero3_init_context(cfg: Any, ds_config: dict) -> Any:
+    """deepspeed.zero.Init so a ZeRO-3 model is built sharded instead of whole on every rank."""
+    import deepspeed
+
+    return deepspeed.zero.Init(config_dict_or_path=ds_config, dtype=_dtype(cfg))
+
+
+def _dtype(cfg: Any) -> Any:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.hardware.precision.value]

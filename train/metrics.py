@@ -1,0 +1,124 @@
+"""Per-step metrics (loss, lr, grad norm, throughput, MFU, memory, tokens per language), validation
+loss per language, and the optional log of consumed global sample indices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from train.model import flops_per_token, packed_loss_sum
+from triglot.hardware import peak_flops, peak_memory_bytes
+
+log = logging.getLogger(__name__)
+
+
+class StepMetrics:
+    """Turns a step's outputs into one metrics record for the tracker (rank 0 writes it)."""
+
+    def __init__(self, trainer: Any, tracker: Any):
+        cfg = trainer.cfg
+        self.trainer, self.tracker = trainer, tracker
+        self.flops_per_token = flops_per_token(cfg.model, trainer.vocab_size, cfg.train.seq_len)
+        self.peak = peak_flops(cfg.hardware) * trainer.world
+        self.last: dict[str, Any] = {}
+
+    def record(self, step: int, out: dict, batches: list[dict], data_wait: float, seconds: float) -> None:
+        t = self.trainer
+        tokens = sum(int(mb["input_ids"].numel()) for mb in batches)
+        # Input tokens per language, data wait and token count of this step, summed across ranks.
+        counts = t._all_reduce([float(sum(mb["languages"].get(lang, 0) for mb in batches)) for lang in t.languages]
+                               + [data_wait, float(tokens)])
+        global_tokens = counts[-1]
+        for lang, n in zip(t.languages, counts[:-2], strict=True):
+            t.tokens_seen[lang] = t.tokens_seen.get(lang, 0) + int(n)
+        record = {
+            "loss": out["loss"],
+            "lr": out["lr"],
+            "grad_norm": _float(t.engine.get_global_grad_norm()),
+            "tokens_per_s": global_tokens / seconds,
+            "step_time_s": seconds,
+            "data_wait_s": counts[-2] / t.world,
+            "mfu": self.flops_per_token * global_tokens / seconds / self.peak if self.peak else 0.0,
+            "memory_gb": peak_memory_bytes() / 2**30,
+            "target_tokens": out["global_tokens"],
+            "skipped_batches": out["skipped_batches"],
+        }
+        for r, n in enumerate(out["tokens_per_rank"]):
+            record[f"tokens_per_s/rank{r}"] = n / seconds
+        record.update({f"tokens_seen/{lang}": n for lang, n in t.tokens_seen.items()})
+        self.last = record
+        self.tracker.log(record, step=step)
+        if t.rank == 0 and (step % 10 == 0 or step == 1):
+            log.info("step %d loss %.4f lr %.2e grad_norm %.3f tok/s %.0f", step, record["loss"], record["lr"],
+                     record["grad_norm"], record["tokens_per_s"])
+
+    def summary(self, step: int) -> dict:
+        out = {"steps": step, **{k: v for k, v in self.last.items() if not k.startswith("tokens_per_s/")}}
+        self.tracker.summary(out)
+        return out
+
+
+def _float(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+def validate(trainer: Any) -> dict:
+    """Mean loss per language on the held-out windows (all ranks take part)."""
+    import torch
+
+    from train.data import validation_batches
+
+    t = trainer
+    micro = max(t.layout.micro_sizes)
+    sums: dict[str, list[float]] = {}
+    t.engine.eval()
+    with torch.no_grad():
+        for lang, batch in validation_batches(t.val_packed, t.val_docs, t.cfg.train.seq_len, micro,
+                                              t.cfg.train.val_batches, t.rank, t.world):
+            loss, n = packed_loss_sum(t.engine, batch, t.device)
+            acc = sums.setdefault(lang, [0.0, 0.0])
+            acc[0] += float(loss.item()) if n else 0.0
+            acc[1] += n
+    t.engine.train()
+    names = sorted(sums)
+    totals = t._all_reduce([v for name in names for v in sums[name]])
+    out = {}
+    for i, name in enumerate(names):
+        loss_sum, n = totals[2 * i], totals[2 * i + 1]
+        if n:
+            out[f"val_loss/{name}"] = loss_sum / n
+    if out:
+        all_sum, all_n = sum(totals[0::2]), sum(totals[1::2])
+        out["val_loss"] = all_sum / all_n
+    return out
+
+
+class SampleLog:
+    """`samples/rank*.jsonl`: the global sample indices each rank consumed at each step.
+
+    On resume from step S, rank 0 first drops records after S (those steps are redone).
+    """
+
+    def __init__(self, folder: Path, rank: int, resume_step: int):
+        import torch.distributed as dist
+
+        folder.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            for path in folder.glob("rank*.jsonl"):
+                kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                        if line and json.loads(line)["step"] <= resume_step]
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+                os.replace(tmp, path)
+        dist.barrier()
+        self.file = open(folder / f"rank{rank:05d}.jsonl", "a", encoding="utf-8")
+
+    def write(self, step: int, indices: list[list[int]]) -> None:
+        self.file.write(json.dumps({"step": step, "indices": [i for group in indices for i in group]}) + "\n")
+        self.file.flush()

@@ -1,0 +1,167 @@
+"""SFT training samples: chat datasets mixed by weight, tokenized with answer-only labels, packed.
+
+Sample `i` is a pure function of (seed, i), as in pretraining: conversation `j` of the run comes from
+a seeded shuffle of fixed per-block dataset counts, and sequences are cut greedily from that stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from train.data import IGNORE, Sample
+from train.sft.formats import expand_paths, load_conversations
+from train.sft.templates import prepare_tokenizer, tokenize_conversation
+from triglot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+BLOCK = 1024  # conversations whose dataset counts are fixed by the weights
+
+
+@dataclass
+class TokenizedDataset:
+    name: str
+    language: str
+    weight: float
+    tokens: list[np.ndarray]  # one per conversation, at most seq_len long
+    masks: list[np.ndarray]  # True on assistant tokens
+
+
+def tokenize_dataset(spec: Any, tokenizer: Any, seq_len: int, default_system: str, overlong: str) -> TokenizedDataset:
+    """Read, render and tokenize one sft.datasets entry; conversations left without answer tokens are dropped."""
+    tokens, masks, cut, dropped = [], [], 0, 0
+    for conv in load_conversations(spec, default_system):
+        ids, mask = tokenize_conversation(tokenizer, conv)
+        if len(ids) > seq_len:
+            if overlong == "drop":
+                dropped += 1
+                continue
+            ids, mask, cut = ids[:seq_len], mask[:seq_len], cut + 1
+        if not mask[1:].any():
+            dropped += 1
+            continue
+        tokens.append(ids)
+        masks.append(mask)
+    if cut or dropped:
+        log.info("sft dataset %s: %d conversations cut to %d tokens, %d left out", spec.name, cut, seq_len, dropped)
+    if not tokens:
+        raise ConfigError(f"sft.datasets '{spec.name}': no conversation has an answer within train.seq_len={seq_len}")
+    return TokenizedDataset(spec.name, spec.language or spec.name, float(spec.weight), tokens, masks)
+
+
+class SftSampler:
+    """Global sample index -> Sample of packed conversations, a pure function of (seed, index)."""
+
+    def __init__(self, datasets: list[TokenizedDataset], seq_len: int, seed: int, pad_id: int, pack: bool = True):
+        datasets = [d for d in datasets if d.weight > 0]
+        if not datasets:
+            raise ConfigError("sft.datasets has no dataset with a positive weight")
+        self.datasets, self.seq_len, self.seed, self.pad_id, self.pack = datasets, seq_len, seed, pad_id, pack
+        weights = np.array([d.weight for d in datasets], dtype=np.float64)
+        self.weights = weights / weights.sum()
+        self.block_counts = _largest_remainder(self.weights, BLOCK)
+        self._starts = [0]  # first conversation of each sequence, extended on demand
+
+    @lru_cache(maxsize=8)
+    def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        groups = np.repeat(np.arange(len(self.datasets)), self.block_counts)
+        groups = groups[np.random.default_rng([self.seed, 11, b]).permutation(BLOCK)]
+        rank_in_group = np.zeros(BLOCK, dtype=np.int64)
+        for g in range(len(self.datasets)):
+            rank_in_group[groups == g] = np.arange(int((groups == g).sum()))
+        return groups, rank_in_group
+
+    @lru_cache(maxsize=64)
+    def _epoch_order(self, d: int, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, 12, d, epoch]).permutation(len(self.datasets[d].tokens))
+
+    def conversation(self, j: int) -> tuple[int, int]:
+        """(dataset, conversation) at position `j` of the run's conversation stream."""
+        b, offset = divmod(j, BLOCK)
+        groups, rank_in_group = self._block(b)
+        d = int(groups[offset])
+        k = b * int(self.block_counts[d]) + int(rank_in_group[offset])
+        epoch, p = divmod(k, len(self.datasets[d].tokens))
+        return d, int(self._epoch_order(d, epoch)[p])
+
+    def _length(self, j: int) -> int:
+        d, c = self.conversation(j)
+        return len(self.datasets[d].tokens[c])
+
+    def span(self, index: int) -> tuple[int, int]:
+        """Conversations [first, end) of the stream that make up sample `index`."""
+        while len(self._starts) <= index + 1:
+            j, used = self._starts[-1], 0
+            while True:
+                n = self._length(j)
+                if used and (not self.pack or used + n > self.seq_len):
+                    break
+                used, j = used + n, j + 1
+            self._starts.append(j)
+        return self._starts[index], self._starts[index + 1]
+
+    def __getitem__(self, index: int) -> Sample:
+        first, end = self.span(index)
+        parts = [self.conversation(j) for j in range(first, end)]
+        return pack_conversations([(self.datasets[d].tokens[c], self.datasets[d].masks[c], self.datasets[d].language)
+                                   for d, c in parts], self.seq_len, self.pad_id)
+
+
+def pack_conversations(convs: list[tuple[np.ndarray, np.ndarray, str]], seq_len: int, pad_id: int) -> Sample:
+    """Conversations laid end to end and padded: labels only on answer tokens, positions restart per conversation.
+
+    Padding is its own document (positions restart there too) with ignored labels, so no real token
+    attends to it and nothing is learnt from it.
+    """
+    ids, labels, positions, languages = [], [], [], {}
+    for tokens, mask, language in convs:
+        target = np.where(mask[1:], tokens[1:], IGNORE)
+        ids.append(tokens)
+        labels.append(np.append(target, IGNORE))  # the last token predicts nothing across the boundary
+        positions.append(np.arange(len(tokens)))
+        languages[language] = languages.get(language, 0) + int(mask[1:].sum())
+    pad = seq_len - sum(len(t) for t in ids)
+    if pad < 0:
+        raise ValueError(f"conversations of {seq_len - pad} tokens do not fit in {seq_len}")
+    ids.append(np.full(pad, pad_id, dtype=np.int64))
+    labels.append(np.full(pad, IGNORE, dtype=np.int64))
+    positions.append(np.arange(pad))
+    return Sample(np.concatenate(ids).astype(np.int64), np.concatenate(labels).astype(np.int64),
+                  np.concatenate(positions).astype(np.int64), languages)
+
+
+def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+    raw = weights * total
+    counts = np.floor(raw).astype(np.int64)
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def sft_input_files(cfg: Any) -> list[str]:
+    """Every data file the sft datasets read, for the stage manifest's inputs."""
+    return [str(p) for spec in cfg.sft.datasets for p in expand_paths(list(spec.paths), spec.name)]
+
+
+def build_sft_sampler(cfg: Any, tokenizer: Any, seq_len: int | None = None) -> SftSampler:
+    """The sampler `train.mode: sft` trains on, in place of the packed-shard sampler.
+
+    Sets the chat template on `tokenizer` (cfg.sft.template) first; that may add tokens, so build or
+    resize the model to len(tokenizer) after this call.
+    """
+    if not cfg.sft.datasets:
+        raise ConfigError("train.mode is sft but sft.datasets is empty; list chat datasets under sft.datasets")
+    if cfg.sft.overlong not in ("truncate", "drop"):
+        raise ConfigError(f"sft.overlong must be 'truncate' or 'drop', got '{cfg.sft.overlong}'")
+    seq_len = int(seq_len or cfg.train.seq_len)
+    prepare_tokenizer(tokenizer, cfg.sft.template)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    datasets = [tokenize_dataset(spec, tokenizer, seq_len, cfg.sft.system_prompt, cfg.sft.overlong)
+                for spec in cfg.sft.datasets]
+    for d in datasets:
+        log.info("sft dataset %s (%s): %d conversations, weight %g", d.name, d.language, len(d.tokens), d.weight)
+    return SftSampler(datasets, seq_len, int(cfg.run.seed), int(pad_id), bool(cfg.sft.pack))

@@ -1,0 +1,270 @@
+"""The training stage: `run_train_stage(cfg)` runs inside every rank and owns the loop.
+
+One step: agree on the global target-token count (and on stop requests), run the micro-batches with
+the loss divided by that count, then let DeepSpeed reduce and step. Side concerns are small calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from train import checkpoint as ckpt
+from train.coordination import NonFiniteLoss, Preempted, StopRequest, is_oom, oom_message, preflight
+from train.data import MixtureSampler, Prefetcher, split_documents
+from train.engine import batch_layout, build_engine, deepspeed_config, init_distributed, zero3_init_context
+from train.metrics import SampleLog, StepMetrics, validate
+from train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
+from triglot.config import to_container, to_yaml
+from triglot.dist import read_dist_env
+from triglot.errors import ConfigError, InputError
+from triglot.manifest import StageManifest
+from triglot.packed import PackedDataset
+from triglot.paths import run_dir, stage_dir
+
+log = logging.getLogger(__name__)
+
+
+def resolve_inputs(cfg: Any) -> tuple[Path, Path | None]:
+    """Packed data folder and tokenizer folder (None when there is none, e.g. synthetic test data)."""
+    data = stage_dir(cfg, "pack", cfg.train.data_dir or cfg.pack.output_dir)
+    if not (data / "meta.json").is_file():
+        raise InputError(f"packed data not found at {data} (no meta.json): run `triglot data pack` or set "
+                         "train.data_dir")
+    candidates = [cfg.model.tokenizer, PackedDataset(data).meta.get("tokenizer", ""), cfg.pack.tokenizer_dir,
+                  str(stage_dir(cfg, "tokenizer", cfg.tokenizer.output_dir))]
+    for cand in candidates:
+        if cand and (Path(cand) / "tokenizer_config.json").is_file():
+            return data, Path(cand)
+    if cfg.model.tokenizer:
+        raise InputError(f"model.tokenizer: {cfg.model.tokenizer} has no tokenizer_config.json")
+    return data, None
+
+
+def vocab_size_for(cfg: Any, packed: PackedDataset, tokenizer: Any) -> int:
+    size = int(cfg.model.vocab_size) or (len(tokenizer) if tokenizer is not None else packed.vocab_size)
+    if tokenizer is not None:
+        size = max(size, len(tokenizer))  # a longer tokenizer grows the embeddings
+    if size < packed.vocab_size:
+        raise ConfigError(f"model.vocab_size {size} is smaller than the packed data's vocabulary "
+                          f"({packed.vocab_size}); set model.vocab_size=0 to take it from the data")
+    return size
+
+
+def stage_config(cfg: Any) -> Any:
+    """What decides the training result: the manifest's config (tracking, launch etc. left out)."""
+    return OmegaConf.create({k: to_container(cfg[k]) for k in ("model", "train", "hardware")}
+                            | {"seed": int(cfg.run.seed)})
+
+
+class Trainer:
+    """State of one rank's training run; `fit()` runs the loop from the newest checkpoint to the end."""
+
+    def __init__(self, cfg: Any, data_dir: Path, tokenizer_dir: Path | None):
+        import torch.distributed as dist
+
+        self.cfg, self.env = cfg, read_dist_env()
+        self.world, self.rank = dist.get_world_size(), dist.get_rank()
+        self.root = stage_dir(cfg, "train", cfg.train.checkpoint.dir)
+        self.data_dir, self.tokenizer_dir = data_dir, tokenizer_dir
+        self.packed = PackedDataset(data_dir)
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.vocab_size = vocab_size_for(cfg, self.packed, self.tokenizer)
+        seed = int(cfg.run.seed)
+        train_docs, self.val_docs = split_documents(self.packed, cfg.train.val_fraction, seed)
+        self.val_packed = self.packed
+        if cfg.train.val_dir:
+            self.val_packed = PackedDataset(cfg.train.val_dir)
+            self.val_docs = list(range(len(self.val_packed)))
+        self.sampler = MixtureSampler(self.packed, train_docs, cfg.train.seq_len, seed, dict(cfg.train.mixture),
+                                      cfg.train.mixture_by)
+        self.layout = batch_layout(cfg.train, cfg.hardware, self.world)
+        self.engine = self._engine()
+        self.device = self.engine.device
+        self.languages = sorted(set(self.packed.languages))
+        self.stop = StopRequest().install()
+
+    def _engine(self) -> Any:
+        import deepspeed
+
+        zero3 = self.cfg.train.zero_stage == 3
+        ds_config = deepspeed_config(self.cfg, self.layout, self.rank)
+        if zero3 and self.cfg.model.pretrained:
+            from transformers.integrations import HfDeepSpeedConfig
+
+            self._hf_ds = HfDeepSpeedConfig(ds_config)  # from_pretrained loads straight into shards
+        ctx = zero3_init_context(self.cfg, ds_config) if zero3 and not self.cfg.model.pretrained else None
+        model = build_model(self.cfg, self.vocab_size, self.tokenizer, init_context=ctx)
+        if self.cfg.hardware.compile:
+            model.compile()
+        engine, self.ds_config = build_engine(self.cfg, model, self.layout, self.rank)
+        del deepspeed
+        return engine
+
+    # ---- one optimizer step ------------------------------------------------------------------
+
+    def _all_reduce(self, values: list[float]) -> list[float]:
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def train_step(self, step: int, micro_batches: list[dict]) -> dict:
+        """Forward/backward every micro-batch and step; gradients equal d(sum loss)/d(theta) / N_global."""
+        local = sum(int((mb["labels"] != -100).sum()) for mb in micro_batches)
+        agreed = self._all_reduce([local if r == self.rank else 0 for r in range(self.world)]
+                                  + [float(self.stop.requested)])
+        per_rank, stop = agreed[: self.world], agreed[-1] > 0
+        global_tokens = max(1.0, sum(per_rank))
+        # DeepSpeed averages gradients over ranks; multiplying by world undoes it (no 1/accumulation:
+        # backward is called with scale_wrt_gas=False), so the update sees sum-of-losses / N_global.
+        scale = self.world / global_tokens
+        loss_sum, skipped = 0.0, 0
+        for mb in micro_batches:
+            loss, _ = packed_loss_sum(self.engine, mb, self.device)
+            value, bad = self._all_reduce([loss.item() if loss.isfinite() else 0.0, float(not loss.isfinite())])
+            if bad:
+                loss = self._nonfinite(step, loss)
+                skipped += 1
+            loss_sum += value
+            self.engine.backward(loss * scale, scale_wrt_gas=False)
+            self.engine.step()
+        return {"loss": loss_sum / global_tokens, "tokens_per_rank": per_rank, "global_tokens": global_tokens,
+                "stop": stop, "skipped_batches": skipped}
+
+    def _nonfinite(self, step: int, loss: Any) -> Any:
+        if self.cfg.train.on_nonfinite.value == "stop" or self.cfg.train.zero_stage == 3:
+            raise NonFiniteLoss(step, float(loss.item()))
+        log.warning("non-finite loss at step %d: dropping that micro-batch", step)
+        # A zero that reaches every parameter, so DeepSpeed's gradient hooks run as usual.
+        return sum(p.sum() for p in self.engine.module.parameters()) * 0.0
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def resume(self) -> int:
+        if not self.cfg.train.checkpoint.resume:
+            return 0
+        found = ckpt.latest_checkpoint(self.root)
+        if found is None:
+            return 0
+        step, folder = found
+        client = ckpt.load_checkpoint(self.engine, folder, self.rank,
+                                      same_world=client_world(folder) == self.world)
+        self.tokens_seen = dict(client.get("tokens_seen", {}))
+        log.info("resumed from %s (step %d)", folder, step)
+        return int(client.get("step", step))
+
+    def fit(self) -> dict:
+        from triglot.tracking import start_tracker
+
+        self.tokens_seen: dict[str, int] = {}
+        start = self.resume()
+        steps = int(self.cfg.train.steps)
+        tracker = start_tracker(self.cfg, run_dir(self.cfg), "train", rank=self.rank, metrics_dir=self.root)
+        metrics = StepMetrics(self, tracker)
+        samples = SampleLog(self.root / "samples", self.rank, start) if self.cfg.train.log_samples else None
+        loader = Prefetcher(self.sampler, self.layout, self.rank, start, steps, self.cfg.train.prefetch)
+        last = start
+        try:
+            for _ in range(start, steps):
+                step, indices, batches, wait = loader.next()
+                t0 = time.perf_counter()
+                lr = self.engine.get_lr()[0]
+                out = self._guarded_step(step, batches) | {"lr": lr}
+                last = step + 1
+                metrics.record(last, out, batches, wait, time.perf_counter() - t0)
+                if samples:
+                    samples.write(last, indices)
+                self._validate_if_due(last, tracker)
+                if out["stop"] or self._checkpoint_due(last):
+                    folder = self.save(last)
+                    if out["stop"]:
+                        raise Preempted(last, str(folder))
+        finally:
+            loader.close()
+            self.stop.uninstall()
+            tracker.finish()
+        return metrics.summary(last)
+
+    def _guarded_step(self, step: int, batches: list[dict]) -> dict:
+        try:
+            return self.train_step(step + 1, batches)
+        except RuntimeError as err:
+            if is_oom(err):
+                raise MemoryError(oom_message(step + 1, self.cfg, err)) from err
+            raise
+
+    def _checkpoint_due(self, step: int) -> bool:
+        every = int(self.cfg.train.checkpoint.every)
+        return step == int(self.cfg.train.steps) or (every > 0 and step % every == 0)
+
+    def _validate_if_due(self, step: int, tracker: Any) -> None:
+        every = int(self.cfg.train.val_every)
+        if every > 0 and len(self.val_docs) and (step % every == 0 or step == int(self.cfg.train.steps)):
+            tracker.log(validate(self), step=step)
+
+    def save(self, step: int) -> Path:
+        import torch.distributed as dist
+
+        client = {"step": step, "consumed_samples": step * self.layout.global_batch, "world_size": self.world,
+                  "tokens_seen": self.tokens_seen}
+        extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage()}
+        folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier)
+        dist.barrier()
+        if self.cfg.train.checkpoint.export_hf:
+            export_hf(self.engine.module, folder / "hf", self.tokenizer_dir, self.cfg.train.zero_stage,
+                      self.rank == 0)
+        if self.rank == 0:
+            ckpt.commit(folder, step)
+            ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
+        dist.barrier()
+        return folder
+
+    def lineage(self) -> dict:
+        data = StageManifest.load(self.data_dir) or {}
+        tok = StageManifest.load(self.tokenizer_dir) if self.tokenizer_dir else None
+        return {"data_dir": str(self.data_dir), "data_manifest": data, "tokenizer_dir": str(self.tokenizer_dir or ""),
+                "tokenizer_manifest": tok or {}, "packed_meta": self.packed.meta}
+
+
+def client_world(folder: Path) -> int:
+    import torch
+
+    states = sorted((folder / ckpt.STATE_TAG).glob("mp_rank_*_model_states.pt"))
+    if not states:
+        return -1
+    return int(torch.load(states[0], weights_only=False, map_location="cpu").get("world_size", -1))
+
+
+def run_train_stage(cfg: Any, force: bool = False) -> dict:
+    """Train (or resume) on this rank; skipped when the checkpoint folder's manifest is current."""
+    import torch.distributed as dist
+
+    from triglot.hardware import get_accelerator
+
+    get_accelerator()
+    data_dir, tokenizer_dir = resolve_inputs(cfg)
+    root = stage_dir(cfg, "train", cfg.train.checkpoint.dir)
+    inputs = [data_dir] + ([tokenizer_dir] if tokenizer_dir else [])
+    manifest = StageManifest.open(root, "train", stage_config(cfg), inputs)
+    if manifest.is_current() and not force:
+        log.info("train: %s is current; skipping (use --force to retrain)", root)
+        return manifest.previous
+    init_distributed(cfg, read_dist_env())
+    preflight(float(cfg.train.preflight_timeout_s))
+    trainer = Trainer(cfg, data_dir, tokenizer_dir)
+    summary = trainer.fit()
+    export = run_dir(cfg) / "export"
+    export_hf(trainer.engine.module, export, tokenizer_dir, cfg.train.zero_stage, trainer.rank == 0)
+    dist.barrier()
+    if trainer.rank == 0:
+        final = ckpt.latest_checkpoint(root)
+        marker = [final[1] / ckpt.COMPLETE] if final else []
+        manifest.write(outputs=[export, *marker], counts=summary, export=str(export))
+    return summary

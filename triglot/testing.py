@@ -1,0 +1,93 @@
+"""Helpers for tests that run real multi-process jobs: free ports, torchrun launches, synthetic packs.
+
+`run_torchrun(nproc, args)` starts `python -m torch.distributed.run -m triglot ARGS` (or a script)
+with a timeout and returns the finished process with its output.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def torchrun_argv(nproc: int, args: Sequence[str], script: str | None = None, port: int | None = None) -> list[str]:
+    """torchrun on one node with `nproc` local processes running `triglot ARGS` (or `script ARGS`)."""
+    target = [script, *args] if script else ["-m", "triglot", *args]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
+            "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port or free_port()}", "--max-restarts=0",
+            *target]
+
+
+def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
+           "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return {**env, **(extra or {})}
+
+
+def run_torchrun(nproc: int, args: Sequence[str], script: str | None = None, timeout: float = 600,
+                 env: dict[str, str] | None = None, check: bool = True,
+                 cwd: str | os.PathLike = REPO_ROOT) -> subprocess.CompletedProcess:
+    """Run to completion; with `check`, a non-zero exit raises with the tail of the output."""
+    proc = subprocess.run(torchrun_argv(nproc, args, script), cwd=cwd, env=test_env(env), timeout=timeout,
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {' '.join(args)}\n{(proc.stdout + proc.stderr)[-6000:]}")
+    return proc
+
+
+def start_torchrun(nproc: int, args: Sequence[str], script: str | None = None, env: dict[str, str] | None = None,
+                   cwd: str | os.PathLike = REPO_ROOT, log_path: str | os.PathLike | None = None) -> subprocess.Popen:
+    """Start in the background (own process group); output goes to `log_path` or is discarded."""
+    out: Any = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(torchrun_argv(nproc, args, script), cwd=cwd, env=test_env(env), stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def worker_pids(launcher_pid: int) -> dict[int, int]:
+    """rank -> pid of the workers a torchrun process started."""
+    import psutil
+
+    pids = {}
+    for child in psutil.Process(launcher_pid).children(recursive=True):
+        try:
+            rank = child.environ().get("RANK")
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+        if rank is not None and "triglot" in " ".join(child.cmdline()) or (rank is not None and "python" in child.name()):
+            pids.setdefault(int(rank), child.pid)
+    return pids
+
+
+def write_synthetic_pack(folder: str | os.PathLike, vocab_size: int = 256, docs: int = 64, seed: int = 0,
+                         languages: Sequence[str] = ("en", "zh-Hans", "yue"), min_len: int = 8,
+                         max_len: int = 120, eos_id: int = 0) -> Path:
+    """A packed folder of random documents (each ending with EOS), for tests that need no tokenizer."""
+    from triglot.packed import ShardWriter, token_dtype, write_meta
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    dtype = token_dtype(vocab_size)
+    writer = ShardWriter(folder, "shard-00000", dtype)
+    for i in range(docs):
+        length = int(rng.integers(min_len, max_len))
+        body = rng.integers(1, vocab_size, size=length - 1)
+        writer.add(np.append(body, eos_id), language=languages[i % len(languages)], source=f"src{i % 2}",
+                   doc_id=f"doc{i}")
+    write_meta(folder, dtype=dtype, vocab_size=vocab_size, eos_id=eos_id, shards=[writer.close()])
+    return folder
