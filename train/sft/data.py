@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -65,9 +64,14 @@ class SftSampler:
         self.weights = weights / weights.sum()
         self.block_counts = _largest_remainder(self.weights, BLOCK)
         self._starts = [0]  # first conversation of each sequence, extended on demand
+        self._cache: dict = {}  # block schedules and per-epoch orders; small, all derived from the seed
 
-    @lru_cache(maxsize=8)
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        if b not in self._cache:
+            self._cache[b] = self._make_block(b)
+        return self._cache[b]
+
+    def _make_block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         groups = np.repeat(np.arange(len(self.datasets)), self.block_counts)
         groups = groups[np.random.default_rng([self.seed, 11, b]).permutation(BLOCK)]
         rank_in_group = np.zeros(BLOCK, dtype=np.int64)
@@ -75,9 +79,11 @@ class SftSampler:
             rank_in_group[groups == g] = np.arange(int((groups == g).sum()))
         return groups, rank_in_group
 
-    @lru_cache(maxsize=64)
     def _epoch_order(self, d: int, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, 12, d, epoch]).permutation(len(self.datasets[d].tokens))
+        if (d, epoch) not in self._cache:
+            self._cache[(d, epoch)] = np.random.default_rng([self.seed, 12, d, epoch]).permutation(
+                len(self.datasets[d].tokens))
+        return self._cache[(d, epoch)]
 
     def conversation(self, j: int) -> tuple[int, int]:
         """(dataset, conversation) at position `j` of the run's conversation stream."""
