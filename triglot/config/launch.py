@@ -1,8 +1,12 @@
-"""Launch section: Slurm cluster profile and job settings."""
+"""Launch section (Slurm job settings for a run), cluster profiles (configs/clusters/) and sweeps (configs/sweeps/).
+
+A cluster profile says how jobs reach a cluster's hardware; the run's launch section says how big its jobs are.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 
 @dataclass
@@ -10,4 +14,85 @@ class LaunchSection:
     # Cluster profile name from configs/clusters/.
     cluster: str = "local"
     nodes: int = 1
+    # Accelerators per node; 0 means CPU ranks (run.nproc_per_node processes per node).
+    gpus_per_node: int = 0
+    # Empty means the profile's partition (or the cluster's default one).
+    partition: str = ""
     time: str = "01:00:00"
+    # CPU cores per rank; the node's task asks for cpus_per_rank x ranks per node.
+    cpus_per_rank: int = 1
+    # Memory per node, e.g. "64G"; empty means the partition's default.
+    mem: str = ""
+    # Seconds before the time limit at which Slurm warns the batch shell (SIGUSR1) so training can stop,
+    # save a checkpoint and requeue the job.
+    signal_lead_s: int = 120
+    requeue: bool = True
+    # A job requeues itself at most this many times (guards against a run that never progresses).
+    max_requeues: int = 20
+    # Seconds torchrun gives ranks to finish their checkpoint after the stop signal before killing them.
+    stop_timeout_s: int = 300
+    # Seconds torchrun waits for every node to join the rendezvous.
+    rendezvous_timeout_s: int = 900
+    # Base of the rendezvous port; the job id is added so jobs sharing a node do not collide.
+    master_port_base: int = 20000
+    # Array tasks for the data clean stage (`triglot data clean --shard I/N`), followed by a merge job.
+    data_shards: int = 4
+    # Array tasks of one job array (sweeps, data shards) running at once; 0 means no limit.
+    array_parallelism: int = 0
+    # Extra `#SBATCH` options, e.g. ["--exclusive", "--mail-type=END"].
+    sbatch_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerSpec:
+    # Empty image means no container. runtime: pyxis (srun --container-image) or apptainer (apptainer exec).
+    image: str = ""
+    runtime: str = "pyxis"
+    # host_path:container_path pairs.
+    mounts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClusterProfile:
+    name: str = "local"
+    description: str = ""
+    account: str = ""
+    qos: str = ""
+    partition: str = ""
+    # Slurm --constraint selecting the node type, e.g. "h100" or "mi300x".
+    constraint: str = ""
+    # How accelerators are requested: gres ("--gres=gpu:N"), gpus ("--gpus-per-node=N") or none.
+    gpu_request: str = "gres"
+    gres_name: str = "gpu"
+    # Environment modules loaded before the job runs (`module load NAME`).
+    modules: list[str] = field(default_factory=list)
+    container: ContainerSpec = field(default_factory=ContainerSpec)
+    # Variables exported in the job; they win over the hardware profile's.
+    env: dict[str, str] = field(default_factory=dict)
+    # Shell lines run after the modules (e.g. activating a virtual environment). They are commands, written
+    # into the script as they are; every other value is quoted.
+    setup: list[str] = field(default_factory=list)
+    # Python interpreter on the compute nodes; empty means the one running `triglot`.
+    python: str = ""
+    # Network interface for rendezvous and collectives (NCCL/GLOO/... SOCKET_IFNAME); empty leaves it to them.
+    socket_ifname: str = ""
+
+
+@dataclass
+class SweepSpec:
+    name: str = "???"
+    # Experiment file every run starts from, relative to the working directory.
+    base: str = "???"
+    # grid: every combination of `parameters`; list: the mappings in `runs`; random: `samples` draws.
+    method: str = "grid"
+    # Dotted key -> values. For random, a key may instead map to {min: , max: , log: true|false}.
+    parameters: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    samples: int = 0
+    seed: int = 0
+    # Overrides applied to every run (e.g. a shared packed data folder).
+    overrides: list[str] = field(default_factory=list)
+    # Stages each run executes, in order.
+    stages: list[str] = field(default_factory=lambda: ["train"])
+    # Sweep folder; empty means runs/sweeps/<name>.
+    dir: Optional[str] = None

@@ -1,0 +1,100 @@
+"""Command line of the launch package: `triglot launch local|slurm`, `triglot sweep` and `triglot jobs`.
+
+Imports stay cheap here; the work happens in launch.local, launch.slurm, launch.sweep and launch.jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from triglot.cli import add_config_args, config_from_args
+
+LAUNCHABLE = ("clean", "tokenizer", "pack", "train", "sft", "eval", "all")
+
+
+def _launch_local(args: argparse.Namespace) -> int:
+    from launch.local import launch_local
+
+    cfg = config_from_args(args)
+    return launch_local(cfg, args.stage, args.nproc or int(cfg.run.nproc_per_node), args.nnodes, args.node_rank,
+                        args.master_addr, args.master_port, force=args.force, dry_run=args.dry_run)
+
+
+def _launch_slurm(args: argparse.Namespace) -> int:
+    from launch.slurm import launch_stage
+
+    extra = [f"launch.{key}={value}" for key, value in
+             (("nodes", args.nodes), ("gpus_per_node", args.gpus_per_node), ("partition", args.partition),
+              ("time", args.time), ("cluster", args.cluster)) if value is not None]
+    args.overrides = [*args.overrides, *extra]
+    cfg = config_from_args(args)
+    invocation = f"launch slurm {args.stage} {args.config} " + " ".join(args.overrides)
+    records = launch_stage(cfg, args.stage, invocation.strip(), int(cfg.launch.nodes),
+                           int(cfg.launch.gpus_per_node), dry_run=args.dry_run, force=args.force,
+                           then_eval=args.then_eval)
+    for record in records:
+        if args.dry_run:
+            print(Path(record["script"]).read_text(encoding="utf-8"))
+            print(f"# dry run: script written to {record['script']}; not submitted")
+        else:
+            print(record["job_id"])
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from launch.sweep import run_sweep
+
+    summary = run_sweep(Path(args.file), dry_run=args.dry_run, local=args.local, collect=args.collect,
+                        overrides=args.overrides, mark_done_config=args.mark_done)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from launch.jobs import format_states, job_states
+
+    print(format_states(job_states(Path(args.run_dir))))
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction, groups: dict) -> None:
+    launch = subparsers.add_parser("launch", help="run a stage under torchrun here, or as Slurm jobs")
+    kinds = launch.add_subparsers(dest="launch_command", required=True)
+
+    local = kinds.add_parser("local", help="run a distributed stage under torchrun on this machine")
+    local.add_argument("stage", choices=("train", "sft", "eval"))
+    add_config_args(local)
+    local.add_argument("--nproc", type=int, default=0, help="processes on this node (default run.nproc_per_node)")
+    local.add_argument("--nnodes", type=int, default=1, help="launchers taking part (one per node)")
+    local.add_argument("--node-rank", type=int, default=0, help="this launcher's rank among --nnodes")
+    local.add_argument("--master-addr", default="127.0.0.1", help="host of node rank 0")
+    local.add_argument("--master-port", type=int, default=29500)
+    local.add_argument("--dry-run", action="store_true", help="print the torchrun command only")
+    local.set_defaults(func=_launch_local)
+
+    slurm = kinds.add_parser("slurm", help="render and submit sbatch scripts for a stage (or all stages)")
+    slurm.add_argument("stage", choices=LAUNCHABLE)
+    add_config_args(slurm)
+    slurm.add_argument("--nodes", type=int, default=None, help="nodes (launch.nodes)")
+    slurm.add_argument("--gpus-per-node", type=int, default=None, help="accelerators per node; 0 for CPU ranks")
+    slurm.add_argument("--partition", default=None, help="Slurm partition (launch.partition)")
+    slurm.add_argument("--time", default=None, help="time limit, e.g. 04:00:00 (launch.time)")
+    slurm.add_argument("--cluster", default=None, help="cluster profile in configs/clusters/ (launch.cluster)")
+    slurm.add_argument("--then-eval", action="store_true", help="submit eval to run after the stage succeeds")
+    slurm.add_argument("--dry-run", action="store_true", help="write and print the scripts, do not submit")
+    slurm.set_defaults(func=_launch_slurm)
+
+    sweep = subparsers.add_parser("sweep", help="expand a sweep file and run it as one Slurm job array")
+    sweep.add_argument("file", help="sweep YAML (configs/sweeps/...)")
+    sweep.add_argument("overrides", nargs="*", help="dotted overrides applied to every run of the sweep")
+    sweep.add_argument("--dry-run", action="store_true", help="expand and write configs and script, do not submit")
+    sweep.add_argument("--local", action="store_true", help="run the configs one after another here, no Slurm")
+    sweep.add_argument("--collect", action="store_true", help="only rebuild the results table")
+    sweep.add_argument("--mark-done", default="", metavar="CONFIG", help=argparse.SUPPRESS)
+    sweep.set_defaults(func=_sweep)
+
+    jobs = subparsers.add_parser("jobs", help="list a run folder's Slurm jobs and their states")
+    jobs.add_argument("run_dir", help="run folder (run.dir) or sweep folder")
+    jobs.set_defaults(func=_jobs)

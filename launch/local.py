@@ -1,0 +1,47 @@
+"""`triglot launch local`: a distributed stage under torchrun on this machine, or as one node of several.
+
+Two launchers with --nnodes 2 and node ranks 0 and 1 (here or on two hosts) train together.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from launch.clusters import load_cluster
+from launch.comm import comm_env
+from triglot.config import save_config
+from triglot.stages import STAGES
+
+
+def torchrun_command(stage: str, config_path: Path, nproc: int, nnodes: int = 1, node_rank: int = 0,
+                     master_addr: str = "127.0.0.1", master_port: int = 29500, force: bool = False,
+                     rendezvous_timeout_s: int = 900) -> list[str]:
+    """torchrun (python -m torch.distributed.run) running `triglot <stage command> CONFIG` on this node."""
+    spec = STAGES[stage]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if nnodes > 1:
+        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master_addr}",
+                f"--master-port={master_port}", f"--rdzv-conf=timeout={rendezvous_timeout_s}"]
+    else:
+        cmd += ["--standalone"]
+    return [*cmd, "-m", "triglot", *spec.command, str(config_path), *(["--force"] if force else [])]
+
+
+def launch_local(cfg: Any, stage: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
+                 master_addr: str = "127.0.0.1", master_port: int = 29500, force: bool = False,
+                 dry_run: bool = False) -> int:
+    """Save the resolved config and run the stage under torchrun; returns torchrun's exit code."""
+    # Launchers of one run may start at the same moment; each node writes its own copy of the same config.
+    name = "config.yaml" if node_rank == 0 else f"config-node{node_rank}.yaml"
+    config_path = save_config(cfg, Path(cfg.run.dir) / name)
+    cmd = torchrun_command(stage, config_path, nproc, nnodes, node_rank, master_addr, master_port, force,
+                           int(cfg.launch.rendezvous_timeout_s))
+    env = {**os.environ, **comm_env(cfg.hardware, load_cluster("local"), int(cfg.launch.cpus_per_rank))}
+    if dry_run:
+        print(" ".join(cmd))
+        return 0
+    return subprocess.run(cmd, env=env).returncode

@@ -1,0 +1,166 @@
+"""Render a readable sbatch script for a triglot job from launch/templates/job.sbatch.j2.
+
+Values from configs are shell-quoted (shlex.quote); values that must sit on `#SBATCH` lines are checked instead.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from launch.comm import comm_env, library_name
+from triglot.errors import ConfigError
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+# What may appear in a `#SBATCH` value: sbatch reads those lines itself, without a shell, so quoting is no help.
+SBATCH_SAFE = re.compile(r"^[A-Za-z0-9_.,:/%@+=-]+$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TIME_FORMAT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+
+
+class Var(str):
+    """A shell expression built by triglot itself (e.g. "$CONFIG"); written inside double quotes, unquoted."""
+
+
+CONFIG_VAR = Var("$CONFIG")
+
+
+@dataclass
+class Step:
+    name: str
+    args: list[str]  # `triglot` arguments; Var items expand in the shell
+    comment: str
+    distributed: bool = False  # torchrun on every node of the allocation, else one process
+
+
+@dataclass
+class JobSpec:
+    """One sbatch job: where it runs, how big it is, and the triglot steps it runs in order."""
+
+    name: str
+    run_dir: Path  # logs/ and jobs/ go below it
+    steps: list[Step]
+    invocation: str
+    config: str = ""  # the resolved config the steps read (one config per job) ...
+    config_list: str = ""  # ... or, for an array, a file with one config path per task
+    array: str = ""  # e.g. "0-3" or "0,2,3"
+    nodes: int = 1
+    ranks_per_node: int = 1
+    gpus_per_node: int = 0
+    dependency: str = ""  # e.g. "afterok:123"
+    extra_vars: dict[str, str] = field(default_factory=dict)
+
+
+def shell_word(arg: Any) -> str:
+    if isinstance(arg, Var):
+        return f'"{arg}"'
+    return shlex.quote(str(arg))
+
+
+def sbatch_value(key: str, value: Any) -> str:
+    text = str(value)
+    if not SBATCH_SAFE.match(text):
+        raise ConfigError(
+            f"{key} = {text!r} cannot be written on an #SBATCH line (allowed: letters, digits and _.,:/%@+=-); "
+            "choose a value without spaces or quotes"
+        )
+    return text
+
+
+def job_name(text: str) -> str:
+    """A Slurm job name made from a run name: safe characters only, at most 64 of them."""
+    return (re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "triglot")[:64]
+
+
+def sbatch_lines(spec: JobSpec, cfg: Any, cluster: Any) -> list[str]:
+    """The `#SBATCH` options: resources from the launch section, site settings from the cluster profile."""
+    launch = cfg.launch
+    if not TIME_FORMAT.match(str(launch.time)):
+        raise ConfigError(f"launch.time = {launch.time!r} is not a Slurm time (e.g. 01:00:00 or 2-00:00:00)")
+    log_dir = spec.run_dir.resolve() / "logs"
+    log_name = "%x-%A_%a.out" if spec.array else "%x-%j.out"
+    lines = [
+        f"--job-name={job_name(spec.name)}",
+        f"--nodes={spec.nodes}",
+        "--ntasks-per-node=1",
+        f"--cpus-per-task={max(1, spec.ranks_per_node * int(launch.cpus_per_rank))}",
+        f"--time={launch.time}",
+        f"--output={sbatch_value('run.dir', log_dir / log_name)}",
+        "--open-mode=append",
+        f"--signal=B:USR1@{int(launch.signal_lead_s)}",
+    ]
+    if launch.requeue:
+        lines.append("--requeue")
+    partition = launch.partition or cluster.partition
+    for key, option, value in (("launch.partition", "partition", partition), ("account", "account", cluster.account),
+                               ("qos", "qos", cluster.qos), ("constraint", "constraint", cluster.constraint),
+                               ("launch.mem", "mem", launch.mem)):
+        if value:
+            lines.append(f"--{option}={sbatch_value(key, value)}")
+    if spec.gpus_per_node and cluster.gpu_request == "gres":
+        lines.append(f"--gres={sbatch_value('gres_name', cluster.gres_name)}:{spec.gpus_per_node}")
+    elif spec.gpus_per_node and cluster.gpu_request == "gpus":
+        lines.append(f"--gpus-per-node={spec.gpus_per_node}")
+    if spec.array:
+        limit = f"%{launch.array_parallelism}" if launch.array_parallelism else ""
+        lines.append(f"--array={sbatch_value('array', spec.array)}{limit}")
+    if spec.dependency:
+        lines.append(f"--dependency={sbatch_value('dependency', spec.dependency)}")
+    lines.extend(sbatch_value("launch.sbatch_args", arg) for arg in launch.sbatch_args)
+    return lines
+
+
+def container_parts(cluster: Any) -> tuple[str, str]:
+    """(extra srun options, command prefix) that run a step inside the profile's container."""
+    box = cluster.container
+    if not box.image:
+        return "", ""
+    if box.runtime == "pyxis":
+        extra = f" --container-image={shlex.quote(box.image)}"
+        if box.mounts:
+            extra += f" --container-mounts={shlex.quote(','.join(box.mounts))}"
+        return extra + " --container-workdir=\"$WORKDIR\"", ""
+    binds = f"--bind {shlex.quote(','.join(box.mounts))} " if box.mounts else ""
+    return "", f"apptainer exec {binds}{shlex.quote(box.image)} "
+
+
+def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -> str:
+    """The full sbatch script for `spec`."""
+    env = comm_env(cfg.hardware, cluster, int(cfg.launch.cpus_per_rank))
+    for name in [*env, *spec.extra_vars]:
+        if not ENV_NAME.match(name):
+            raise ConfigError(f"environment variable name {name!r} (hardware.env or the cluster profile's env) "
+                              "is not a valid shell name")
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
+                               keep_trailing_newline=True, autoescape=False)
+    jinja.filters["q"] = lambda value: shlex.quote(str(value))
+    jinja.filters["comment"] = lambda value: " ".join(str(value).split())  # no line breaks out of a comment
+    srun_extra, prefix = container_parts(cluster)
+    steps = [{"name": s.name, "comment": s.comment, "distributed": s.distributed,
+              "args": " ".join(shell_word(a) for a in s.args)} for s in spec.steps]
+    run_dir = spec.run_dir.resolve()
+    launch = cfg.launch
+    return jinja.get_template("job.sbatch.j2").render(
+        title=f"triglot job '{spec.name}': " + ", ".join(s.name for s in spec.steps),
+        invocation=spec.invocation, created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        script_name=f"{job_name(spec.name)}.sbatch",
+        sbatch_lines=sbatch_lines(spec, cfg, cluster),
+        workdir=str((workdir or Path.cwd()).resolve()), python=cluster.python or sys.executable,
+        run_dir=str(run_dir), state_dir=str(run_dir / "jobs"), config=spec.config, config_list=spec.config_list,
+        nodes=spec.nodes, ranks_per_node=spec.ranks_per_node, max_requeues=int(launch.max_requeues),
+        extra_vars=sorted(spec.extra_vars.items()), env=sorted(env.items()),
+        library=library_name(cfg.hardware), hardware_name=cfg.hardware.name,
+        cluster_name=cluster.name, modules=list(cluster.modules), setup=list(cluster.setup),
+        master_port_base=int(launch.master_port_base), signal_lead_s=int(launch.signal_lead_s),
+        requeue=1 if launch.requeue else 0, rendezvous_timeout_s=int(launch.rendezvous_timeout_s),
+        stop_timeout_s=int(launch.stop_timeout_s), srun_extra=srun_extra, container_prefix=prefix,
+        log_dir=str(run_dir / "logs") if spec.array else "", job_name=job_name(spec.name),
+        steps=steps,
+    )

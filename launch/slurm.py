@@ -1,0 +1,141 @@
+"""Slurm jobs for triglot stages: build job specs, submit them with `sbatch --parsable`, chain dependencies.
+
+Each run folder keeps `jobs/jobs.jsonl` (what was submitted) and `jobs/<id>.events` (what each job did).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from launch.clusters import load_cluster
+from launch.sbatch import CONFIG_VAR, JobSpec, Step, Var, job_name, render
+from triglot.config import save_config
+from triglot.errors import ConfigError, InputError
+from triglot.stages import STAGES
+
+log = logging.getLogger(__name__)
+
+JOBS_DIR = "jobs"
+JOBS_FILE = "jobs.jsonl"
+SHARD_VAR = Var("$SLURM_ARRAY_TASK_ID/$SHARDS")
+
+
+def ranks_per_node(cfg: Any, gpus_per_node: int) -> int:
+    """Accelerator ranks per node, or run.nproc_per_node CPU ranks."""
+    return gpus_per_node if gpus_per_node > 0 else max(1, int(cfg.run.nproc_per_node))
+
+
+def stage_steps(stage: str, cfg: Any, force: bool = False) -> list[Step]:
+    """The job steps that run `stage` on the config in $CONFIG."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage '{stage}'; stages are: {', '.join(STAGES)}")
+    spec = STAGES[stage]
+    extra = ["--force"] if force else []
+    what = f"stage {stage}: triglot {' '.join(spec.command)}"
+    if spec.distributed:
+        what += " under torchrun on every node"
+    return [Step(stage, [*spec.command, CONFIG_VAR, *extra], what, distributed=spec.distributed)]
+
+
+def stage_jobs(stage: str, cfg: Any, config_path: Path, invocation: str, nodes: int, gpus_per_node: int,
+               force: bool = False) -> list[JobSpec]:
+    """Jobs that run `stage` (or `all` stages of run.stages), in order; each later one depends on the one before."""
+    names = list(cfg.run.stages) if stage == "all" else [stage]
+    run_dir = Path(cfg.run.dir)
+    jobs: list[JobSpec] = []
+    for name in names:
+        if name == "clean" and int(cfg.launch.data_shards) > 1:
+            jobs.extend(clean_jobs(cfg, config_path, invocation, force))
+            continue
+        distributed = STAGES[name].distributed if name in STAGES else False
+        jobs.append(JobSpec(
+            name=f"{cfg.run.name}-{name}", run_dir=run_dir, steps=stage_steps(name, cfg, force),
+            invocation=invocation, config=str(config_path),
+            nodes=nodes if distributed else 1,
+            ranks_per_node=ranks_per_node(cfg, gpus_per_node) if distributed else 1,
+            gpus_per_node=gpus_per_node if distributed else 0,
+        ))
+    return jobs
+
+
+def clean_jobs(cfg: Any, config_path: Path, invocation: str, force: bool = False) -> list[JobSpec]:
+    """The clean stage as a job array over data shards, then a merge job that runs when every shard succeeded."""
+    shards = int(cfg.launch.data_shards)
+    extra = ["--force"] if force else []
+    run_dir = Path(cfg.run.dir)
+    shard_step = Step("clean-shard", ["data", "clean", CONFIG_VAR, "--shard", SHARD_VAR, *extra],
+                      f"clean shard $SLURM_ARRAY_TASK_ID of {shards}: triglot data clean --shard I/N")
+    merge_step = Step("clean-merge", ["data", "merge", CONFIG_VAR, *extra],
+                      "merge the cleaned shards and their reports: triglot data merge")
+    return [
+        JobSpec(name=f"{cfg.run.name}-clean", run_dir=run_dir, steps=[shard_step], invocation=invocation,
+                config=str(config_path), array=f"0-{shards - 1}", extra_vars={"SHARDS": str(shards)}),
+        JobSpec(name=f"{cfg.run.name}-merge", run_dir=run_dir, steps=[merge_step], invocation=invocation,
+                config=str(config_path)),
+    ]
+
+
+def require_slurm() -> None:
+    if shutil.which("sbatch") is None:
+        raise InputError("sbatch not found: run on a Slurm login node, or start the local cluster with "
+                         "launch/slurm_local.sh start (and export SLURM_CONF as it prints)")
+
+
+def sbatch(script: Path, dependency: str = "") -> str:
+    """Submit `script`; returns the job id (`sbatch --parsable` prints `id` or `id;cluster`)."""
+    require_slurm()
+    cmd = ["sbatch", "--parsable", *([f"--dependency={dependency}"] if dependency else []), str(script)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InputError(f"sbatch {script} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout.strip().split(";")[0]
+
+
+def record_job(run_dir: Path, record: dict) -> None:
+    folder = run_dir / JOBS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / JOBS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def submit_chain(jobs: list[JobSpec], cfg: Any, cluster: Any, dry_run: bool = False,
+                 after: str = "") -> list[dict]:
+    """Render every job's script into <run_dir>/jobs/, then submit them in order with `afterok` dependencies."""
+    records: list[dict] = []
+    previous = after
+    for spec in jobs:
+        script_text = render(spec, cfg, cluster)
+        folder = spec.run_dir / JOBS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        script = folder / f"{job_name(spec.name)}-{time.strftime('%Y%m%d-%H%M%S')}.sbatch"
+        script.write_text(script_text, encoding="utf-8")
+        dependency = f"afterok:{previous}" if previous else ""
+        record = {"name": spec.name, "steps": [s.name for s in spec.steps], "array": spec.array,
+                  "dependency": dependency, "script": str(script.resolve()), "submitted": time.time()}
+        if dry_run:
+            record["job_id"] = ""
+            previous = f"<job id of {spec.name}>"
+        else:
+            record["job_id"] = previous = sbatch(script, dependency)
+            record_job(spec.run_dir, record)
+            log.info("submitted %s as job %s%s", spec.name, record["job_id"],
+                     f" ({dependency})" if dependency else "")
+        records.append(record)
+    return records
+
+
+def launch_stage(cfg: Any, stage: str, invocation: str, nodes: int, gpus_per_node: int, dry_run: bool = False,
+                 force: bool = False, then_eval: bool = False) -> list[dict]:
+    """Save the resolved config in the run folder and submit the stage's jobs (plus eval after train)."""
+    cluster = load_cluster(str(cfg.launch.cluster))
+    config_path = save_config(cfg, Path(cfg.run.dir) / "config.yaml").resolve()
+    jobs = stage_jobs(stage, cfg, config_path, invocation, nodes, gpus_per_node, force)
+    if then_eval:
+        jobs += stage_jobs("eval", cfg, config_path, invocation, nodes, gpus_per_node, force)
+    return submit_chain(jobs, cfg, cluster, dry_run=dry_run)

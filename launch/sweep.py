@@ -1,0 +1,206 @@
+"""Sweeps: a base experiment plus a grid, list or random sample over dotted keys, run as one Slurm job array.
+
+The sweep folder holds sweep.json (every run: index, hash, values, folder), configs.txt (one config per array
+task), a run folder per config, and the results table (results.md/.csv/.json) across the sweep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from launch.clusters import load_cluster
+from launch.results import collect_results
+from launch.sbatch import CONFIG_VAR, JobSpec, Step
+from launch.slurm import JOBS_DIR, record_job, sbatch, submit_chain
+from launch.sweep_files import DONE_MARKER
+from triglot.config import config_hash, load_config, save_config
+from triglot.config.launch import SweepSpec
+from triglot.config.loader import _read_yaml
+from triglot.errors import ConfigError
+from triglot.stages import STAGES
+
+log = logging.getLogger(__name__)
+
+
+def load_sweep(path: Path) -> Any:
+    body = _read_yaml(path)
+    try:
+        spec = OmegaConf.merge(OmegaConf.structured(SweepSpec), body)
+        OmegaConf.to_container(spec, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", "") or ""
+        raise ConfigError(f"{path}: sweep key '{key}': {str(err).splitlines()[0]}") from None
+    if spec.method not in ("grid", "list", "random"):
+        raise ConfigError(f"{path}: method is '{spec.method}'; use grid, list or random")
+    for stage in spec.stages:
+        if stage not in STAGES:
+            raise ConfigError(f"{path}: unknown stage '{stage}' in stages; stages are: {', '.join(STAGES)}")
+    return spec
+
+
+def _draw(rng: random.Random, values: Any) -> Any:
+    if isinstance(values, dict):
+        low, high = float(values["min"]), float(values["max"])
+        if values.get("log"):
+            import math
+
+            return math.exp(rng.uniform(math.log(low), math.log(high)))
+        return rng.uniform(low, high)
+    return rng.choice(list(values))
+
+
+def expand(spec: Any) -> list[dict[str, Any]]:
+    """The sweep's points: one mapping of dotted key -> value per run, in a fixed order."""
+    params = OmegaConf.to_container(spec.parameters)
+    if spec.method == "list":
+        points = [dict(run) for run in OmegaConf.to_container(spec.runs)]
+    elif spec.method == "grid":
+        for key, values in params.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweep parameter '{key}' needs a non-empty list of values for a grid")
+        keys = list(params)
+        points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*params.values())]
+    else:
+        if spec.samples < 1:
+            raise ConfigError("a random sweep needs samples >= 1")
+        rng = random.Random(spec.seed)
+        points = [{key: _draw(rng, values) for key, values in params.items()} for _ in range(spec.samples)]
+    if not points:
+        raise ConfigError(f"sweep '{spec.name}' expands to no runs; set parameters (grid, random) or runs (list)")
+    return points
+
+
+def sweep_dir(spec: Any) -> Path:
+    return Path(spec.dir or f"runs/sweeps/{spec.name}")
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value, ensure_ascii=False)}"  # JSON is YAML: strings stay strings
+
+
+def point_tag(key: str, value: Any) -> str:
+    text = f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+    return text[:64]  # W&B's tag length limit
+
+
+def write_sweep(spec: Any, overrides: list[str] = ()) -> tuple[Path, list[dict]]:
+    """Compose and save every run's config; returns the sweep folder and its runs (also in sweep.json)."""
+    root = sweep_dir(spec)
+    points = expand(spec)
+    varied = sorted({key for point in points for key in point})
+    runs = []
+    for index, point in enumerate(points):
+        base_overrides = [*spec.overrides, *overrides, *(_override(k, v) for k, v in point.items())]
+        digest = config_hash(load_config(spec.base, base_overrides))
+        run_dir = root / "runs" / f"{index:03d}-{digest[:8]}"
+        tags = [f"sweep:{spec.name}", *(point_tag(k, point[k]) for k in varied if k in point)]
+        cfg = load_config(spec.base, [*base_overrides, _override("run.name", f"{spec.name}-{index:03d}"),
+                                      _override("run.dir", str(run_dir)), _override("tracking.group", spec.name)])
+        cfg.tracking.tags = list(cfg.tracking.tags) + tags
+        config_path = save_config(cfg, run_dir / "config.yaml")
+        runs.append({"index": index, "hash": digest, "values": point, "run_dir": str(run_dir),
+                     "config": str(config_path.resolve()), "done": is_done(run_dir, digest)})
+    manifest = {"name": spec.name, "base": spec.base, "method": spec.method, "varied": varied,
+                "stages": list(spec.stages), "group": spec.name, "runs": runs}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sweep.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    (root / "configs.txt").write_text("".join(r["config"] + "\n" for r in runs), encoding="utf-8")
+    return root, runs
+
+
+def is_done(run_dir: Path, digest: str) -> bool:
+    marker = run_dir / DONE_MARKER
+    return marker.is_file() and marker.read_text(encoding="utf-8").strip() == digest
+
+
+def run_local(runs: list[dict], stages: list[str]) -> list[int]:
+    """Run the unfinished configs one after another with `triglot run --only STAGES`; returns their indices."""
+    ran = []
+    for run in runs:
+        if run["done"]:
+            log.info("sweep run %03d already finished; skipping it", run["index"])
+            continue
+        cmd = [sys.executable, "-m", "triglot", "run", run["config"], "--only", *stages]
+        log.info("sweep run %03d: %s", run["index"], " ".join(cmd))
+        if subprocess.run(cmd).returncode != 0:
+            raise SystemExit(f"sweep run {run['index']:03d} failed; its folder is {run['run_dir']}")
+        (Path(run["run_dir"]) / DONE_MARKER).write_text(run["hash"] + "\n", encoding="utf-8")
+        ran.append(run["index"])
+    return ran
+
+
+def sweep_jobs(spec: Any, root: Path, todo: list[dict], sweep_file: Path) -> tuple[JobSpec, JobSpec]:
+    """One array job (task I runs line I+1 of configs.txt) and a results job after it, whatever its outcome."""
+    first = load_config(todo[0]["config"])
+    steps = []
+    for stage in spec.stages:
+        steps.extend([Step(stage, [*STAGES[stage].command, CONFIG_VAR],
+                           f"stage {stage} of this task's config", STAGES[stage].distributed)])
+    steps.append(Step("mark-done", ["sweep", str(sweep_file.resolve()), "--mark-done", CONFIG_VAR],
+                      "mark this config finished so a rerun of the sweep skips it"))
+    ranks = max(1, int(first.launch.gpus_per_node) or int(first.run.nproc_per_node))
+    array = JobSpec(name=f"sweep-{spec.name}", run_dir=root, steps=steps, invocation=f"sweep {sweep_file}",
+                    config_list=str((root / "configs.txt").resolve()),
+                    array=",".join(str(r["index"]) for r in todo), nodes=int(first.launch.nodes),
+                    ranks_per_node=ranks, gpus_per_node=int(first.launch.gpus_per_node))
+    results = JobSpec(name=f"sweep-{spec.name}-results", run_dir=root, invocation=f"sweep {sweep_file} --collect",
+                      steps=[Step("results", ["sweep", str(sweep_file.resolve()), "--collect"],
+                                  "results table across the sweep")], config=todo[0]["config"])
+    return array, results
+
+
+def submit_sweep(spec: Any, root: Path, runs: list[dict], sweep_file: Path, dry_run: bool) -> dict:
+    todo = [r for r in runs if not r["done"]]
+    if not todo:
+        return {"submitted": False, "reason": "every config has finished"}
+    first = load_config(todo[0]["config"])
+    cluster = load_cluster(str(first.launch.cluster))
+    array, results = sweep_jobs(spec, root, todo, sweep_file)
+    [array_record] = submit_chain([array], first, cluster, dry_run=dry_run)
+    [results_record] = submit_chain([results], first, cluster, dry_run=True)
+    if not dry_run:
+        dependency = f"afterany:{array_record['job_id']}"
+        results_record.update(job_id=sbatch(Path(results_record["script"]), dependency), dependency=dependency)
+        record_job(root, results_record)
+    return {"submitted": not dry_run, "array_job": array_record["job_id"], "results_job": results_record["job_id"],
+            "tasks": [r["index"] for r in todo], "script": array_record["script"]}
+
+
+def mark_done(config: Path) -> None:
+    """Called by an array task after its stages succeeded."""
+    manifest = json.loads((config.parent.parent.parent / "sweep.json").read_text(encoding="utf-8"))
+    for run in manifest["runs"]:
+        if Path(run["config"]) == config.resolve():
+            (config.parent / DONE_MARKER).write_text(run["hash"] + "\n", encoding="utf-8")
+            return
+    raise ConfigError(f"{config} is not a config of sweep {manifest['name']}")
+
+
+def run_sweep(path: Path, dry_run: bool = False, local: bool = False, collect: bool = False,
+              overrides: list[str] = (), mark_done_config: str = "") -> dict:
+    """`triglot sweep FILE`: expand, write, then submit one array (or run here with --local) and tabulate."""
+    spec = load_sweep(path)
+    if mark_done_config:
+        mark_done(Path(mark_done_config))
+        return {"marked": mark_done_config}
+    if collect:
+        return collect_results(sweep_dir(spec))
+    root, runs = write_sweep(spec, list(overrides))
+    summary = {"sweep": spec.name, "dir": str(root), "runs": len(runs), "finished_before": sum(r["done"] for r in runs)}
+    if local:
+        summary["ran"] = run_local(runs, list(spec.stages))
+        summary["results"] = collect_results(root)
+    else:
+        summary.update(submit_sweep(spec, root, runs, path, dry_run))
+    (root / JOBS_DIR).mkdir(exist_ok=True)
+    return summary
