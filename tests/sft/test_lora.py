@@ -1,0 +1,75 @@
+"""LoRA through peft: adapters only train, and the merged export is a plain model with the adapter's logits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from train.sft.lora import apply_lora, export_merged
+from triglot.config import compose
+from triglot.errors import ConfigError
+
+# Loads the export with peft made unimportable, and prints its logits for the given ids.
+PLAIN_LOAD = """
+import json, sys
+sys.modules["peft"] = None
+import torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)
+ids = torch.tensor(json.loads(sys.argv[2]))
+with torch.no_grad():
+    print(json.dumps(model(input_ids=ids).logits.tolist()))
+"""
+
+
+def lora_section(**kw):
+    return compose({"sft": {"lora": {"enabled": True, **kw}}}).sft.lora
+
+
+def test_merged_export_matches_adapter_logits(tiny_model_dir: Path, tokenizer, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    peft_model = apply_lora(model, lora_section(rank=4, alpha=8.0, dropout=0.1, target_modules=["q_proj", "v_proj",
+                                                                                                 "down_proj"]))
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("q_proj.lora_A" in n for n in trainable) and not any("k_proj" in n for n in trainable)
+    torch.manual_seed(1)
+    with torch.no_grad():  # as after training: B is no longer zero, so the adapter changes the output
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    peft_model.eval()
+    ids = tokenizer(["Give three tips for staying healthy.", "講廣東話好難嗎？你覺得點樣？"], padding=True,
+                    return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        adapter_logits = peft_model(input_ids=ids).logits
+    export_merged(peft_model, tmp_path / "export", tokenizer, zero_stage=0, is_main=True)
+    out = tmp_path / "export"
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert "lora" not in json.dumps(json.loads((out / "config.json").read_text())).lower()
+    with peft_model.disable_adapter(), torch.no_grad():
+        plain_base = peft_model(input_ids=ids).logits
+    assert (adapter_logits - plain_base).abs().max() > 1e-3  # the adapter matters
+    proc = subprocess.run([sys.executable, "-c", PLAIN_LOAD, str(out), json.dumps(ids.tolist())],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged_logits = torch.tensor(json.loads(proc.stdout.strip().splitlines()[-1]))
+    torch.testing.assert_close(merged_logits, adapter_logits, atol=1e-5, rtol=0)
+    # Exporting did not merge the training model itself.
+    assert any("lora_A" in n for n, _ in peft_model.named_parameters())
+
+
+def test_unknown_target_module_is_a_config_error(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with pytest.raises(ConfigError, match="c_attn"):
+        apply_lora(model, lora_section(target_modules=["c_attn"]))
