@@ -1,9 +1,14 @@
-"""Data section: sources for the clean stage and its options (filters, PII, dedup, workers)."""
+"""Data section: sources for the clean stage and its options (filters, PII, dedup, workers).
+
+Every default of the clean stage lives here; configs/data/*.yaml hold only what differs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
+
+LANGUAGES = ("en", "zh-Hans", "zh-Hant", "yue", "mixed", "other")
 
 
 @dataclass
@@ -13,9 +18,93 @@ class SourceSpec:
     paths: list[str] = field(default_factory=list)
     # jsonl, json, csv, tsv, text, parquet, wikiextractor, html, warc, wet
     format: str = "jsonl"
+    # Field (jsonl/json/parquet, dotted for nested keys, e.g. metadata.body or turns.0.text) or column (csv/tsv).
     text_field: str = "text"
+    # Several fields joined by a blank line (e.g. instruction, input, output); overrides text_field when set.
+    text_fields: list[str] = field(default_factory=list)
+    # Optional hint (en, zh-Hans, zh-Hant, yue): used when identification is undecided (too few letters).
     language: Optional[str] = None
     license: str = "unknown"
+    # Plain text only: one document per `line`, per blank-line `paragraph`, or the whole `file`.
+    text_mode: str = "line"
+    # json only: key holding the list of records when the file is an object rather than a list.
+    records_field: str = ""
+
+
+@dataclass
+class Thresholds:
+    """Quality thresholds for one language. Sources: Gopher (Rae et al. 2021, appendix A), C4 (Raffel et
+    al. 2020) and RefinedWeb (Penedo et al. 2023), with CJK lengths counted in characters not words."""
+
+    min_chars: int = 50
+    max_chars: int = 200_000
+    # Gopher: symbol-to-word ratio 0.1 for '#' and ellipsis; here per character over all non-space characters.
+    max_symbol_ratio: float = 0.1
+    max_digit_ratio: float = 0.3
+    # Gopher repetition: duplicate lines 0.3 (by count), duplicate paragraphs 0.3, their characters 0.2.
+    max_dup_line_fraction: float = 0.3
+    max_dup_line_char_fraction: float = 0.2
+    max_dup_para_fraction: float = 0.3
+    # Gopher top n-gram character share: 2-gram 0.20, 3-gram 0.18, 4-gram 0.16 (words for English,
+    # characters for Chinese, where a CJK character n-gram is scaled up by one: 3,4,5).
+    max_top_ngram_share: list[float] = field(default_factory=lambda: [0.20, 0.18, 0.16])
+    # C4: lines ending in terminal punctuation; applied when a document has at least `punct_min_lines` lines.
+    min_terminal_punct_lines: float = 0.3
+    punct_min_lines: int = 5
+    # Boilerplate lines (cookie notices, "all rights reserved", 版權所有 ...) as a share of lines.
+    max_boilerplate_lines: float = 0.4
+    # Gopher: at least 80% of English words must contain a letter (does not apply to CJK).
+    min_alpha_word_ratio: float = 0.8
+
+
+def _default_thresholds() -> dict[str, Thresholds]:
+    cjk = dict(min_chars=20, max_top_ngram_share=[0.25, 0.22, 0.20])
+    return {
+        "en": Thresholds(),
+        "zh-Hans": Thresholds(**cjk),
+        "zh-Hant": Thresholds(**cjk),
+        "yue": Thresholds(**cjk),
+        "mixed": Thresholds(min_chars=30, max_top_ngram_share=[0.25, 0.22, 0.20]),
+        "other": Thresholds(),
+    }
+
+
+@dataclass
+class LangIdOptions:
+    # Documents with fewer letters (Han characters + Latin words) are undecided and use the source's hint.
+    min_letters: int = 3
+    # Han share of letters at or above which a text is Chinese; Latin share at or above which it is Latin.
+    han_share: float = 0.6
+    latin_share: float = 0.6
+    # Share of English function words among Latin words needed to call Latin text English.
+    en_function_word_share: float = 0.12
+    # Cantonese when Cantonese markers outweigh Mandarin markers by this factor (per hit).
+    yue_over_mandarin: float = 0.5
+    # Classify paragraphs too; a document whose paragraphs disagree by at least this share is `mixed`.
+    mixed_share: float = 0.25
+    # Label for Chinese text with no Simplified- or Traditional-only characters.
+    neutral_script: str = "zh-Hant"
+
+
+@dataclass
+class PiiOptions:
+    enabled: bool = True
+    # Types: email, ip, phone_hk, phone_cn, hkid, cn_id, card. Each match becomes <TYPE> e.g. <EMAIL>.
+    types: list[str] = field(default_factory=lambda: ["email", "ip", "phone_hk", "phone_cn", "hkid", "cn_id", "card"])
+
+
+@dataclass
+class DedupOptions:
+    exact: bool = True
+    near: bool = True
+    # MinHash: permutations, bands x rows (bands * rows <= num_perm); threshold ~ (1/bands)^(1/rows) = 0.8.
+    num_perm: int = 128
+    bands: int = 14
+    rows: int = 9
+    # Shingles: character n-grams for Chinese, word n-grams for English and other Latin text.
+    cjk_ngram: int = 5
+    word_ngram: int = 5
+    seed: int = 1
 
 
 @dataclass
@@ -25,3 +114,23 @@ class DataSection:
     # Output folder of the clean stage; empty means <run.dir>/data/clean.
     output_dir: str = ""
     workers: int = 1
+    # Languages kept; documents identified as anything else are removed (reason `language`).
+    keep_languages: list[str] = field(default_factory=lambda: ["en", "zh-Hans", "zh-Hant", "yue", "mixed"])
+    langid: LangIdOptions = field(default_factory=LangIdOptions)
+    filters: dict[str, Thresholds] = field(default_factory=_default_thresholds)
+    # Turn off named filters everywhere, e.g. [terminal_punct].
+    disabled_filters: list[str] = field(default_factory=list)
+    pii: PiiOptions = field(default_factory=PiiOptions)
+    dedup: DedupOptions = field(default_factory=DedupOptions)
+    # Repair mojibake with ftfy; Unicode NFC plus full-width ASCII folded to half-width (CJK punctuation kept).
+    fix_mojibake: bool = True
+    # Input lines (or records) longer than this are reported unreadable instead of loaded.
+    max_record_bytes: int = 8_000_000
+    # Work unit size: files larger than this are split across workers by record index.
+    unit_bytes: int = 2_000_000
+    # Output parquet shard size (rows).
+    rows_per_part: int = 50_000
+    # Removed examples kept per filter in the report.
+    examples_per_reason: int = 3
+    # Cap on documents read per source (0 = no cap), for quick runs.
+    max_docs_per_source: int = 0

@@ -1,0 +1,73 @@
+"""`triglot data clean` and `triglot data merge`: the clean stage on one node or as Slurm array slices.
+
+CONFIG is an experiment file, or a data config (configs/data/NAME.yaml, a file with top-level `sources`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from triglot.cli import add_config_args, config_from_args
+from triglot.errors import ConfigError
+
+
+def load_clean_config(args: argparse.Namespace) -> Any:
+    """An experiment config, or a run built around a bare data config (run dir runs/data-<name>)."""
+    import yaml
+
+    from triglot.config import compose
+
+    path = Path(args.config)
+    try:
+        body = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except yaml.YAMLError:
+        body = None
+    if isinstance(body, dict) and "sources" in body:
+        body.setdefault("name", path.stem)
+        return compose({"data": body, "run": {"name": f"data-{path.stem}"}}, args.overrides, source=str(path))
+    return config_from_args(args)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard '{text}' must look like I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from data_pipeline.clean import run_clean_stage
+
+    result = run_clean_stage(load_clean_config(args), force=args.force, workers=args.workers,
+                             shard=parse_shard(args.shard))
+    counts = result.get("counts", result)
+    print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from data_pipeline.clean import merge_clean_stage
+
+    result = merge_clean_stage(load_clean_config(args), force=args.force)
+    print(" ".join(f"{k}={v}" for k, v in result.get("counts", {}).items()))
+    return 0
+
+
+def add_commands(subparsers: Any, groups: dict[str, Any]) -> None:
+    clean = groups["data"].add_parser("clean", help="clean, identify, filter, scrub and deduplicate corpora")
+    add_config_args(clean)
+    clean.add_argument("--workers", type=int, default=None, help="worker processes (default data.workers)")
+    clean.add_argument("--shard", default=None, metavar="I/N",
+                       help="clean only slice I of N (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); "
+                            "then run `triglot data merge`")
+    clean.set_defaults(func=_clean)
+    merge = groups["data"].add_parser("merge", help="after sharded cleaning: global dedup, shards and report")
+    add_config_args(merge)
+    merge.set_defaults(func=_merge)

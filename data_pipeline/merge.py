@@ -1,0 +1,105 @@
+"""Global step after all units are done: exact and near-duplicate removal across the whole run, then
+the final part-*.parquet shards, streamed unit by unit so memory holds only keys, not text.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from data_pipeline.dedup import duplicate_masks
+from data_pipeline.stats import CleanStats
+
+log = logging.getLogger(__name__)
+OUTPUT_COLUMNS = ["id", "text", "language", "source", "orig_hash", "paragraph_languages"]
+
+
+def load_keys(unit_files: list[Path], bands: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Exact keys, band keys (n x bands) and rows per unit, reading only the key columns."""
+    exact, band_rows, counts = [], [], []
+    for path in unit_files:
+        table = pq.read_table(path, columns=["exact_key", "bands"])
+        counts.append(table.num_rows)
+        exact.append(table.column("exact_key").to_numpy())
+        blob = b"".join(table.column("bands").to_pylist())
+        band_rows.append(np.frombuffer(blob, dtype="<u8").reshape(table.num_rows, bands))
+    if not counts:
+        return np.zeros(0, np.uint64), np.zeros((0, bands), np.uint64), []
+    return np.concatenate(exact), np.concatenate(band_rows), counts
+
+
+class PartWriter:
+    """Rolls part-00000.parquet, part-00001.parquet ... every `rows_per_part` rows."""
+
+    def __init__(self, out_dir: Path, rows_per_part: int):
+        self.out_dir, self.rows_per_part = out_dir, rows_per_part
+        self.paths: list[Path] = []
+        self.writer: pq.ParquetWriter | None = None
+        self.rows_in_part = 0
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self.writer is None:
+                path = self.out_dir / f"part-{len(self.paths):05d}.parquet"
+                self.paths.append(path)
+                self.writer = pq.ParquetWriter(path, table.schema)
+                self.rows_in_part = 0
+            take = min(table.num_rows, self.rows_per_part - self.rows_in_part)
+            self.writer.write_table(table.slice(0, take))
+            self.rows_in_part += take
+            table = table.slice(take)
+            if self.rows_in_part >= self.rows_per_part:
+                self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def merge_units(unit_files: list[Path], out_dir: Path, cfg, stats: CleanStats) -> tuple[list[Path], dict]:
+    """Deduplicate across all units (in run order, earliest copy kept) and write the final shards.
+
+    Returns the part files and the kept counts by source and language.
+    """
+    exact, bands, counts = load_keys(unit_files, cfg.dedup.bands)
+    exact_dup, near_dup = duplicate_masks(exact, bands, cfg.dedup.exact, cfg.dedup.near)
+    log.info("dedup over %d documents: %d exact, %d near duplicates", len(exact), exact_dup.sum(), near_dup.sum())
+    for old in out_dir.glob("part-*.parquet"):
+        old.unlink()
+    writer = PartWriter(out_dir, cfg.rows_per_part)
+    kept = {"by_source": {}, "by_language": {}, "docs": 0, "chars": 0}
+    offset = 0
+    for path, n in tqdm(list(zip(unit_files, counts, strict=False)), desc="write shards", unit="unit", leave=False):
+        table = pq.read_table(path)
+        ex, nd = exact_dup[offset:offset + n], near_dup[offset:offset + n]
+        offset += n
+        _count_removed(table, ex, "dedup_exact", stats)
+        _count_removed(table, nd & ~ex, "dedup_near", stats)
+        table = table.filter(pa.array(~(ex | nd)))
+        _count_kept(table, kept)
+        writer.write(table.select(OUTPUT_COLUMNS))
+    writer.close()
+    return writer.paths, kept
+
+
+def _count_removed(table: pa.Table, mask: np.ndarray, reason: str, stats: CleanStats) -> None:
+    for i in np.flatnonzero(mask):
+        row = {c: table.column(c)[int(i)].as_py() for c in ("id", "text", "language", "source")}
+        stats.remove(reason, row["source"], row["language"], row["id"], row["text"])
+
+
+def _count_kept(table: pa.Table, kept: dict) -> None:
+    chars = table.column("chars").to_pylist()
+    for source, language, n in zip(table.column("source").to_pylist(), table.column("language").to_pylist(), chars, strict=False):
+        for key, name in (("by_source", source), ("by_language", language)):
+            entry = kept[key].setdefault(name, {"docs": 0, "chars": 0})
+            entry["docs"] += 1
+            entry["chars"] += n
+        kept["docs"] += 1
+        kept["chars"] += n

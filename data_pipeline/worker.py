@@ -1,0 +1,143 @@
+"""Per-document work, run in worker processes: one call cleans one work unit (a slice of one file).
+
+A unit writes `<uid>.parquet` (kept documents plus dedup keys) and then `<uid>.json` (its counters);
+a unit whose JSON exists for the same input file size and mtime is not redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_pipeline.dedup import band_keys, exact_key
+from data_pipeline.filters import quality_reason
+from data_pipeline.langid import identify
+from data_pipeline.normalize import normalize_text
+from data_pipeline.pii import scrub_pii
+from data_pipeline.readers import read_records
+from data_pipeline.stats import CleanStats
+
+UNIT_SCHEMA = pa.schema([
+    ("id", pa.string()), ("text", pa.string()), ("language", pa.string()), ("source", pa.string()),
+    ("orig_hash", pa.string()), ("paragraph_languages", pa.string()), ("chars", pa.int64()),
+    ("exact_key", pa.uint64()), ("bands", pa.binary()),
+])
+CHINESE = ("zh-Hans", "zh-Hant", "yue")
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    source_index: int
+    source: str
+    file: str
+    part: int  # this unit takes records whose index % parts == part
+    parts: int
+    size: int
+    mtime_ns: int
+    cap: int = 0  # most records this unit reads (0 = all)
+
+    @property
+    def uid(self) -> str:
+        digest = hashlib.sha1(self.file.encode("utf-8")).hexdigest()[:10]
+        return f"{self.source_index:03d}-{self.source}-{digest}-{self.part:03d}of{self.parts:03d}"
+
+
+def plan_units(files_by_source: list[tuple[Any, list[Path]]], unit_bytes: int, cap: int) -> list[WorkUnit]:
+    """Split every input file into units of about `unit_bytes` (compressed files count four times)."""
+    units = []
+    for index, (spec, files) in enumerate(files_by_source):
+        planned = []
+        for path in files:
+            stat = path.stat()
+            weight = stat.st_size * (4 if path.suffix.lower() in (".gz", ".zst", ".zstd") else 1)
+            splittable = spec.format not in ("json", "html") and not (spec.format == "text" and spec.text_mode == "file")
+            parts = max(1, math.ceil(weight / unit_bytes)) if splittable else 1
+            planned += [(str(path), k, parts, stat) for k in range(parts)]
+        per_unit = math.ceil(cap / len(planned)) if cap and planned else 0
+        units += [WorkUnit(index, spec.name, f, k, n, st.st_size, st.st_mtime_ns, per_unit) for f, k, n, st in planned]
+    return units
+
+
+def unit_done(unit: WorkUnit, units_dir: Path) -> dict | None:
+    """The unit's saved summary when it finished on the same input file; None otherwise."""
+    try:
+        saved = json.loads((units_dir / f"{unit.uid}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if saved.get("unit") != asdict(unit) or not (units_dir / f"{unit.uid}.parquet").is_file():
+        return None
+    return saved
+
+
+def clean_document(text: str, doc_id: str, spec, cfg, stats: CleanStats) -> dict | None:
+    """Normalise, identify, filter, scrub and key one document; None when it is removed (and counted)."""
+    source = spec.name
+    orig_hash = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+    text = normalize_text(text, cfg.fix_mojibake)
+    if not text:
+        stats.language_in("unknown", 0)
+        stats.remove("empty", source, "unknown", doc_id, text)
+        return None
+    lang = identify(text, cfg.langid, spec.language)
+    stats.language_in(lang.language, len(text))
+    if lang.language not in cfg.keep_languages:
+        stats.remove(f"language_{lang.language}", source, lang.language, doc_id, text)
+        return None
+    thresholds = cfg.filters.get(lang.language) or cfg.filters.get("other")
+    reason = quality_reason(text, lang.language, thresholds, cfg.disabled_filters) if thresholds else None
+    if reason:
+        stats.remove(reason, source, lang.language, doc_id, text)
+        return None
+    if cfg.pii.enabled:
+        text, found = scrub_pii(text, cfg.pii.types)
+        for kind, count in found.items():
+            stats.pii[kind] += count
+    chinese = lang.language in CHINESE or (lang.language == "mixed" and lang.han > lang.latin_words)
+    return {
+        "id": doc_id, "text": text, "language": lang.language, "source": source, "orig_hash": orig_hash,
+        "paragraph_languages": ",".join(lang.paragraphs) if lang.language == "mixed" else "",
+        "chars": len(text), "exact_key": exact_key(text), "bands": band_keys(text, chinese, cfg.dedup),
+    }
+
+
+def process_unit(unit: WorkUnit, spec, cfg, units_dir: Path) -> dict:
+    """Clean one unit and save it; returns its summary (also when it was already done)."""
+    saved = unit_done(unit, units_dir)
+    if saved is not None:
+        return {**saved, "skipped": True}
+    stats = CleanStats(cfg.examples_per_reason)
+    rows: list[dict] = []
+    stem = Path(unit.file).name
+    taken = 0
+    for index, record in enumerate(read_records(Path(unit.file), spec, cfg.max_record_bytes)):
+        if index % unit.parts != unit.part:
+            continue
+        if unit.cap and taken >= unit.cap:
+            break
+        taken += 1
+        doc_id = f"{spec.name}/{stem}:{record.locator.replace(' ', '')}"
+        if record.error:
+            stats.bad_record(spec.name, unit.file, record.locator, record.error)
+            continue
+        stats.read(spec.name, len(record.text))
+        row = clean_document(record.text, doc_id, spec, cfg, stats)
+        if row is not None:
+            rows.append(row)
+    units_dir.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=UNIT_SCHEMA)
+    tmp = units_dir / f"{unit.uid}.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, units_dir / f"{unit.uid}.parquet")
+    summary = {"unit": asdict(unit), "kept": len(rows), "stats": stats.to_dict()}
+    tmp = units_dir / f"{unit.uid}.json.tmp"
+    tmp.write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, units_dir / f"{unit.uid}.json")
+    return {**summary, "skipped": False}
