@@ -3,13 +3,57 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+
+
+class ScoreMode(str, Enum):
+    # Log-likelihood of the answer letter after the prompt (one forward pass per question when
+    # every letter is one token).
+    letter = "letter"
+    # Log-likelihood of the full answer text, divided by its length in characters.
+    text = "text"
+
+
+@dataclass
+class HeldoutText:
+    # Language tag the perplexity and bits per character are reported under (en, zh-Hans, yue, ...).
+    language: str = ""
+    # A .txt file (whole text), .jsonl (one record a line) or .csv file (with a header).
+    path: str = ""
+    # Field (jsonl) or column (csv) holding the text; ignored for .txt.
+    field: str = "text"
+    # Score only the first N characters (0: the whole file).
+    max_chars: int = 0
 
 
 @dataclass
 class EvalSection:
+    # Suite names from eval.suites.SUITES; empty means every registered suite.
     suites: list[str] = field(default_factory=list)
     # Root holding the suites in their official layouts.
     benchmarks_dir: str = "../shared/data/benchmarks"
+    # Split scored per suite where it differs from the suite's default (C-Eval: val, others: test).
+    # C-Eval's test split has no answers: scoring it writes ceval_submission.json instead of accuracy.
+    splits: dict[str, str] = field(default_factory=dict)
+    # Only these subjects ("subject" or "suite/subject"); empty means all.
+    subjects: list[str] = field(default_factory=list)
+    # Score at most this many questions per subject, taken in file order (0: all). Quick runs use it.
+    limit_per_subject: int = 0
+    # Examples from the dev split put before each question (0: zero-shot).
     num_fewshot: int = 0
-    # Where results go; empty means <run.dir>/eval.
+    mode: ScoreMode = ScoreMode.letter
+    # Sequences per forward pass (0: the hardware profile's micro_batch_size times 4).
+    batch_size: int = 0
+    # Longest input in tokens; longer prompts lose tokens from the left (0: the model's limit).
+    max_length: int = 0
+    # Held-out text for perplexity and bits per character, per language.
+    heldout: list[HeldoutText] = field(default_factory=list)
+    # Checkpoint or Hugging Face folder to score; empty: the run's newest complete checkpoint,
+    # else <run.dir>/export.
+    checkpoint: str = ""
+    # Where results go; empty means <run.dir>/eval. Each checkpoint gets a folder below it.
     output_dir: str = ""
+    # `triglot eval --watch`: seconds between looks for new checkpoints, and how long to wait
+    # without a new one before stopping (0: stop once the run's export/ folder exists).
+    watch_interval_s: float = 30.0
+    watch_idle_timeout_s: float = 0.0

@@ -1,0 +1,149 @@
+"""Per-question records, scores per subject / category / suite, and the files a run leaves behind.
+
+Every aggregate carries two labelled accuracies: weighted by question count, and the mean over subjects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eval.tasks import Request
+
+
+def make_record(req: Request, lls: Sequence[float], ntokens: Sequence[int], mode: str) -> dict:
+    """One samples.jsonl line: prompt, choices, log-likelihoods, prediction and gold."""
+    q = req.question
+    if mode == "text":  # length-normalised: log-likelihood per character of the choice text
+        scores = [ll / max(1, len(choice)) for ll, choice in zip(lls, q.choices, strict=True)]
+    else:
+        scores = list(lls)
+    best = max(range(len(scores)), key=lambda i: scores[i])
+    pred = req.letters[best]
+    return {
+        "suite": q.suite, "subject": q.subject, "split": q.split, "id": q.qid, "source": q.source,
+        "prompt": req.prompt, "letters": list(req.letters), "choices": list(q.choices),
+        "continuations": list(req.continuations), "loglikelihoods": [float(x) for x in lls],
+        "num_tokens": list(ntokens), "scores": scores, "prediction": pred, "gold": q.answer,
+        "correct": None if q.answer is None else pred == q.answer,
+    }
+
+
+def _acc(correct: int, n: int) -> float | None:
+    return correct / n if n else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def aggregate(records: list[dict], suites: dict[str, Any]) -> dict:
+    """{suite: {split, subjects, categories, overall}} with both weightings, labelled."""
+    by_subject: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        by_subject[r["suite"]][r["subject"]].append(r)
+    out = {}
+    for name, subjects in by_subject.items():
+        suite = suites[name]
+        subj = {}
+        for s, rows in sorted(subjects.items()):
+            graded = [r for r in rows if r["correct"] is not None]
+            correct = sum(r["correct"] for r in graded)
+            subj[s] = {"questions": len(rows), "graded": len(graded), "correct": correct,
+                       "accuracy": _acc(correct, len(graded)), "categories": suite.categories(s)}
+        cats: dict[str, list[str]] = defaultdict(list)
+        for s, v in subj.items():
+            for c in v["categories"]:
+                cats[c].append(s)
+        out[name] = {
+            "split": next(iter(subjects.values()))[0]["split"],
+            "language": suite.language,
+            "subjects": subj,
+            "categories": {c: _group([subj[s] for s in members]) for c, members in sorted(cats.items())},
+            "overall": _group(list(subj.values())),
+        }
+    return out
+
+
+def _group(members: list[dict]) -> dict:
+    graded = sum(m["graded"] for m in members)
+    correct = sum(m["correct"] for m in members)
+    return {"subjects": len(members), "questions": sum(m["questions"] for m in members), "graded": graded,
+            "accuracy_question_weighted": _acc(correct, graded),
+            "accuracy_subject_mean": _mean([m["accuracy"] for m in members])}
+
+
+def ceval_submission(records: list[dict]) -> dict:
+    """C-Eval's official submission format: {subject: {id: letter}} for its test split."""
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in records:
+        if r["suite"] == "ceval" and r["split"] == "test":
+            out[r["subject"]][r["id"]] = r["prediction"]
+    return dict(out)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def summary_markdown(results: dict) -> str:
+    """The table a person reads: suites, their categories, perplexity, skipped rows."""
+    lines = [f"# Eval of {results['checkpoint']['path']}", ""]
+    step = results["checkpoint"].get("step")
+    lines += [f"Step {step}; " if step is not None else "",
+              f"{results['settings']['num_fewshot']}-shot, {results['settings']['mode']} scoring; "
+              f"{results['timing']['questions']} questions in {results['timing']['seconds']:.1f} s "
+              f"on {results['timing']['world_size']} rank(s).", "",
+              "Accuracy in %: **weighted** counts every question once; **subject mean** averages the subjects.", "",
+              "| suite | split | category | subjects | questions | accuracy (weighted) | accuracy (subject mean) |",
+              "|---|---|---|---|---|---|---|"]
+    for name, s in results["scores"].items():
+        for label, g in [("overall", s["overall"]), *s["categories"].items()]:
+            lines.append(f"| {name} | {s['split']} | {label} | {g['subjects']} | {g['questions']} | "
+                         f"{_pct(g['accuracy_question_weighted'])} | {_pct(g['accuracy_subject_mean'])} |")
+    if results.get("perplexity"):
+        lines += ["", "| language | characters | tokens | perplexity | bits per character |", "|---|---|---|---|---|"]
+        for lang, p in results["perplexity"].items():
+            lines.append(f"| {lang} | {p['characters']} | {p['tokens']} | {p['perplexity']:.3f} | "
+                         f"{p['bits_per_character']:.4f} |")
+    skipped = results.get("skipped_rows", {})
+    if any(skipped.values()):
+        lines += ["", "Rows skipped as malformed:", ""]
+        lines += [f"- {r['file']}:{r['line']}: {r['reason']}" for rows in skipped.values() for r in rows]
+    if results.get("ceval_submission"):
+        lines += ["", f"C-Eval test predictions: {results['ceval_submission']} (official submission format)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_samples(path: Path, records: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """Scalars for W&B and metrics.jsonl, e.g. eval/mmlu/acc_weighted, eval/ppl/en."""
+    out = {}
+    for name, s in results["scores"].items():
+        for label, g in [("overall", s["overall"]), *s["categories"].items()]:
+            prefix = f"eval/{name}" if label == "overall" else f"eval/{name}/{label}"
+            for key, short in (("accuracy_question_weighted", "acc_weighted"),
+                               ("accuracy_subject_mean", "acc_subject_mean")):
+                if g[key] is not None:
+                    out[f"{prefix}/{short}"] = g[key]
+    for lang, p in (results.get("perplexity") or {}).items():
+        if math.isfinite(p["perplexity"]):
+            out[f"eval/ppl/{lang}"] = p["perplexity"]
+        out[f"eval/bpc/{lang}"] = p["bits_per_character"]
+    return out
