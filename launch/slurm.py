@@ -113,6 +113,7 @@ def submit_chain(jobs: list[JobSpec], cfg: Any, cluster: Any, dry_run: bool = Fa
         script_text = render(spec, cfg, cluster)
         folder = spec.run_dir / JOBS_DIR
         folder.mkdir(parents=True, exist_ok=True)
+        (spec.run_dir / "logs").mkdir(exist_ok=True)  # Slurm does not create the log's folder
         script = folder / f"{job_name(spec.name)}-{time.strftime('%Y%m%d-%H%M%S')}.sbatch"
         script.write_text(script_text, encoding="utf-8")
         dependency = f"afterok:{previous}" if previous else ""

@@ -1,0 +1,152 @@
+"""Rendered sbatch scripts: resources, rendezvous, communication settings, and shell quoting of config values."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from launch.clusters import load_cluster
+from launch.comm import comm_env, library_name
+from launch.local import torchrun_command
+from launch.sbatch import render
+from launch.slurm import stage_jobs
+from triglot.config import compose, load_config
+from triglot.config.loader import group_options
+from triglot.errors import ConfigError
+
+EVIL = "'; rm -rf ~ #"
+
+
+def render_stage(cfg, stage: str, cluster, tmp_path: Path, gpus: int = 0, nodes: int = 1) -> str:
+    jobs = stage_jobs(stage, cfg, tmp_path / "config.yaml", "launch slurm test", nodes, gpus)
+    return "\n".join(render(job, cfg, cluster) for job in jobs)
+
+
+def sbatch_options(script: str) -> list[str]:
+    return [line.split(" ", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH ")]
+
+
+def test_every_cluster_profile_loads(repo_root: Path) -> None:
+    names = group_options(repo_root / "configs", "clusters")
+    assert "local" in names and len(names) >= 4
+    for name in names:
+        profile = load_cluster(name)
+        assert profile.gpu_request in ("gres", "gpus", "none")
+
+
+def test_gpu_job_on_a_site_profile(tmp_path: Path) -> None:
+    cfg = compose({"defaults": {"hardware": "nvidia-h100", "model": "tiny"}, "run": {"dir": str(tmp_path)},
+                   "launch": {"time": "04:00:00", "signal_lead_s": 300}})
+    cluster = load_cluster("nvidia-h100")
+    script = render_stage(cfg, "train", cluster, tmp_path, gpus=8, nodes=4)
+    options = sbatch_options(script)
+    for expected in ("--nodes=4", "--ntasks-per-node=1", "--gres=gpu:8", "--account=my-account", "--qos=normal",
+                     "--constraint=h100", "--partition=gpu", "--time=04:00:00", "--signal=B:USR1@300", "--requeue",
+                     f"--output={tmp_path.resolve()}/logs/%x-%j.out"):
+        assert expected in options, (expected, options)
+    assert 'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in script
+    assert "--node-rank=\"$SLURM_NODEID\"" in script and "RANKS_PER_NODE=8" in script
+    assert "--container-image='nvcr.io#nvidia/pytorch:25.01-py3'" in script
+    assert "export TORCH_NCCL_ASYNC_ERROR_HANDLING=1" in script and "export NCCL_SOCKET_IFNAME=ib0" in script
+    assert "scontrol requeue" in script and "trap 'request_stop USR1' USR1" in script
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+@pytest.mark.parametrize("profile, library, expected", [
+    ("cpu", "gloo", "OMP_NUM_THREADS"),
+    ("nvidia-a100", "NCCL", "TORCH_NCCL_ASYNC_ERROR_HANDLING"),
+    ("amd-mi300x", "RCCL", "HSA_FORCE_FINE_GRAIN_PCIE"),
+    ("ascend-910b", "HCCL", "HCCL_CONNECT_TIMEOUT"),
+    ("intel-gaudi2", "HCCL", "HCCL_CONNECT_TIMEOUT"),
+    ("intel-xpu", "oneCCL", "CCL_ATL_TRANSPORT"),
+])
+def test_communication_settings_per_accelerator(profile: str, library: str, expected: str) -> None:
+    cfg = compose({"defaults": {"hardware": profile}})
+    cluster = load_cluster("local")
+    assert library_name(cfg.hardware) == library
+    assert expected in comm_env(cfg.hardware, cluster, 4)
+
+
+def test_cluster_env_wins_over_hardware_env(tmp_path: Path, helpers) -> None:
+    profile = helpers.write_yaml(tmp_path / "site.yaml", {"env": {"NCCL_DEBUG": "INFO"}, "socket_ifname": "eth7"})
+    cfg = compose({"defaults": {"hardware": "nvidia-h100"}})
+    env = comm_env(cfg.hardware, load_cluster(str(profile)), 1)
+    assert env["NCCL_DEBUG"] == "INFO" and env["NCCL_SOCKET_IFNAME"] == "eth7"
+
+
+def test_data_stage_is_an_array_then_a_dependent_merge(tmp_path: Path) -> None:
+    cfg = compose({"run": {"dir": str(tmp_path)}, "launch": {"data_shards": 3}})
+    jobs = stage_jobs("all", cfg, tmp_path / "config.yaml", "launch slurm all", 1, 0)
+    assert [j.name.rsplit("-", 1)[1] for j in jobs] == ["clean", "merge", "tokenizer", "pack", "train", "eval"]
+    assert jobs[0].array == "0-2" and not jobs[1].array
+    script = render(jobs[0], cfg, load_cluster("local"))
+    assert "--array=0-2" in sbatch_options(script)
+    assert 'data clean "$CONFIG" --shard "$SLURM_ARRAY_TASK_ID/$SHARDS"' in script and "SHARDS=3" in script
+
+
+def test_unsafe_sbatch_value_is_refused(tmp_path: Path) -> None:
+    cfg = compose({"run": {"dir": str(tmp_path)}, "launch": {"partition": "gpu --account=other"}})
+    with pytest.raises(ConfigError, match="launch.partition"):
+        render_stage(cfg, "train", load_cluster("local"), tmp_path)
+
+
+def test_run_dir_that_cannot_sit_on_an_sbatch_line_is_refused(tmp_path: Path) -> None:
+    cfg = compose({"run": {"dir": str(tmp_path / "run $(touch pwned)")}})
+    with pytest.raises(ConfigError, match="run.dir"):
+        render_stage(cfg, "train", load_cluster("local"), tmp_path)
+    assert not (Path.cwd() / "pwned").exists()
+
+
+def _variable_section(script: str) -> str:
+    """The part of the script that only assigns values: from the config values to the cluster setup."""
+    start = script.index("# Values from the config")
+    end = script.index("# Cluster setup")
+    return script[start:end]
+
+
+def test_config_values_are_inert_in_the_script(tmp_path: Path, helpers) -> None:
+    """A config holding shell code renders into a script that runs none of it and keeps the value intact."""
+    sandbox = tmp_path / "home"
+    sandbox.mkdir()
+    canary = sandbox / "canary"
+    canary.write_text("still here")
+    run_dir = tmp_path / "run"
+    profile = helpers.write_yaml(tmp_path / "evil.yaml", {
+        "partition": "debug", "modules": [EVIL], "env": {"SITE_NOTE": EVIL + "\n$(touch pwned3)"},
+        "python": f"/usr/bin/python3 {EVIL}"})
+    cfg = load_config(Path("configs/experiments/quickstart.yaml"), [
+        f"run.name={json.dumps(EVIL)}", f"run.dir={json.dumps(str(run_dir))}", "hardware=cpu",
+        f"hardware.env.EVIL_VALUE={json.dumps(EVIL)}"])
+    script = render_stage(cfg, "train", load_cluster(str(profile)), tmp_path)
+
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    # Every assignment and export parses back, with shlex, to exactly the configured value.
+    section = _variable_section(script)
+    words = dict(token.split("=", 1) for token in shlex.split(section, comments=True) if "=" in token)
+    assert words["RUN_DIR"] == str(run_dir.resolve())
+    assert words["EVIL_VALUE"] == EVIL and words["SITE_NOTE"] == EVIL + "\n$(touch pwned3)"
+    assert words["PYTHON"] == f"/usr/bin/python3 {EVIL}"
+    assert f"module load {shlex.quote(EVIL)}" in script
+    assert "#SBATCH --job-name=rm--rf--train" in script
+
+    # Run the section for real in a sandbox: nothing is created or removed, the values arrive intact.
+    probe = section + '\nprintf "%s" "$EVIL_VALUE" > value.txt\nprintf "%s" "$RUN_DIR" > run_dir.txt\n'
+    env = {"HOME": str(sandbox), "PATH": os.environ["PATH"]}
+    result = subprocess.run(["bash", "-euc", probe], cwd=sandbox, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert canary.read_text() == "still here"
+    assert sorted(p.name for p in sandbox.iterdir()) == ["canary", "run_dir.txt", "value.txt"]
+    assert (sandbox / "value.txt").read_text() == EVIL
+    assert (sandbox / "run_dir.txt").read_text() == str(run_dir.resolve())
+
+
+def test_local_launch_command_for_two_nodes(tmp_path: Path) -> None:
+    cmd = torchrun_command("train", tmp_path / "config.yaml", nproc=2, nnodes=2, node_rank=1,
+                           master_addr="10.0.0.1", master_port=29511)
+    assert "--nnodes=2" in cmd and "--node-rank=1" in cmd and "--master-addr=10.0.0.1" in cmd
+    assert cmd[-3:] == ["triglot", "train", str(tmp_path / "config.yaml")][-3:]

@@ -1,0 +1,70 @@
+"""Sweep files: expansion (grid, list, random), configs with hashes in the sweep folder, skipping finished runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from launch.sweep import expand, load_sweep, run_sweep, write_sweep
+from launch.sweep_files import DONE_MARKER
+from triglot.config import load_config
+from triglot.errors import ConfigError
+
+
+def sweep_file(tmp_path: Path, helpers, **body) -> Path:
+    spec = {"name": "s", "base": "configs/experiments/quickstart.yaml", "dir": str(tmp_path / "sweep"),
+            "overrides": ["hardware=cpu"], **body}
+    return helpers.write_yaml(tmp_path / "sweep.yaml", spec)
+
+
+def test_shipped_sweeps_load_and_expand(repo_root: Path) -> None:
+    files = sorted((repo_root / "configs" / "sweeps").glob("*.yaml"))
+    assert files
+    for path in files:
+        assert expand(load_sweep(path))
+
+
+def test_grid_list_and_random(tmp_path: Path, helpers) -> None:
+    grid = load_sweep(sweep_file(tmp_path, helpers, parameters={"train.lr": [0.1, 0.2], "model.hidden_size": [32, 64]}))
+    assert expand(grid) == [{"train.lr": a, "model.hidden_size": b} for a in (0.1, 0.2) for b in (32, 64)]
+    listed = load_sweep(sweep_file(tmp_path, helpers, method="list", runs=[{"train.lr": 0.5}, {"train.steps": 7}]))
+    assert expand(listed) == [{"train.lr": 0.5}, {"train.steps": 7}]
+    rand = load_sweep(sweep_file(tmp_path, helpers, method="random", samples=5, seed=3,
+                                 parameters={"train.lr": {"min": 1e-4, "max": 1e-2, "log": True},
+                                             "train.warmup_steps": [0, 10]}))
+    points = expand(rand)
+    assert len(points) == 5 and points == expand(rand)  # seeded: the same draws every time
+    assert all(1e-4 <= p["train.lr"] <= 1e-2 and p["train.warmup_steps"] in (0, 10) for p in points)
+
+
+def test_bad_sweeps_are_config_errors(tmp_path: Path, helpers) -> None:
+    with pytest.raises(ConfigError, match="method"):
+        load_sweep(sweep_file(tmp_path, helpers, method="bayes"))
+    with pytest.raises(ConfigError, match="stage"):
+        load_sweep(sweep_file(tmp_path, helpers, stages=["trian"]))
+    with pytest.raises(ConfigError, match="train.lrr"):
+        write_sweep(load_sweep(sweep_file(tmp_path, helpers, parameters={"train.lrr": [1, 2]})))
+
+
+def test_written_configs_group_tags_and_skip(tmp_path: Path, helpers) -> None:
+    path = sweep_file(tmp_path, helpers, parameters={"train.lr": [0.001, 0.003], "model.hidden_size": [32, 64]})
+    root, runs = write_sweep(load_sweep(path))
+    assert len(runs) == 4 and len({r["hash"] for r in runs}) == 4
+    listed = (root / "configs.txt").read_text().splitlines()
+    assert listed == [r["config"] for r in runs]
+    for run in runs:
+        cfg = load_config(run["config"])
+        assert Path(run["run_dir"]).name == f"{run['index']:03d}-{run['hash'][:8]}"
+        assert cfg.tracking.group == "s" and "sweep:s" in cfg.tracking.tags
+        assert f"train.lr={run['values']['train.lr']}" in cfg.tracking.tags
+        assert cfg.train.lr == run["values"]["train.lr"] and cfg.model.hidden_size == run["values"]["model.hidden_size"]
+    # A finished run (its marker holds its hash) is left out of the next submission.
+    (Path(runs[1]["run_dir"]) / DONE_MARKER).write_text(runs[1]["hash"] + "\n")
+    summary = run_sweep(path, dry_run=True)
+    assert summary["tasks"] == [0, 2, 3] and summary["finished_before"] == 1
+    script = Path(summary["script"]).read_text()
+    assert "#SBATCH --array=0,2,3" in script and '$((SLURM_ARRAY_TASK_ID + 1))p' in script
+    manifest = json.loads((root / "sweep.json").read_text())
+    assert manifest["varied"] == ["model.hidden_size", "train.lr"] and manifest["group"] == "s"
