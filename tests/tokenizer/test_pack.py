@@ -1,0 +1,82 @@
+"""`data pack`: every document decodes back to its cleaned text, dtype follows the vocabulary, resumes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+from tokenizer_corpus import tokenizer_config
+from tokenizers import Tokenizer
+
+from tokenizer.pack import run_pack_stage
+from tokenizer.train import run_tokenizer_stage
+from triglot.packed import PackedDataset
+from triglot.paths import stage_dir
+
+
+def _check_every_document(cfg, rows) -> PackedDataset:
+    data = PackedDataset(stage_dir(cfg, "pack"))
+    tok = Tokenizer.from_file(f"{data.meta['tokenizer']}/tokenizer.json")
+    assert len(data) == len(rows)
+    by_id = {r["id"]: r for r in rows}
+    for i in range(len(data)):
+        doc = data.document(i)
+        row = by_id[doc.doc_id]
+        assert doc.tokens[-1] == data.eos_id
+        assert (doc.language, doc.source) == (row["language"], row["source"])
+        assert tok.decode(doc.tokens[:-1].tolist(), skip_special_tokens=False) == row["text"], doc.doc_id
+    return data
+
+
+def test_pack_decodes_every_document_uint16(bpe_run, clean_data, tmp_path):
+    _, rows = clean_data
+    cfg = tokenizer_config(tmp_path, clean_data[0], f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}",
+                           "pack.docs_per_shard=150", "pack.workers=2")
+    manifest = run_pack_stage(cfg)
+    data = _check_every_document(cfg, rows)
+    assert data.dtype == np.uint16 and data.vocab_size == 8000
+    assert data.meta["bos_id"] is not None and data.meta["pad_id"] is not None
+    assert len(data.shard_names) == 6  # 2 files of ~365 rows in shards of 150 documents
+    counts = manifest["counts"]
+    assert counts["tokens"] == data.num_tokens and counts["documents"] == len(rows)
+    by_language, by_source = Counter(), Counter()
+    for lang, src, n in zip(data.languages, data.sources, data.lengths, strict=True):
+        by_language[lang] += int(n)
+        by_source[src] += int(n)
+    assert counts["tokens_by_language"] == dict(by_language)
+    assert counts["tokens_by_source"] == dict(by_source)
+    assert set(by_language) == {"en", "zh-Hans", "zh-Hant", "yue", "mixed", "other"}
+    # Unchanged inputs: the stage skips itself.
+    assert run_pack_stage(cfg)["timings"] == manifest["timings"]
+
+
+def test_pack_resumes_by_shard(bpe_run, clean_data, tmp_path):
+    cfg = tokenizer_config(tmp_path, clean_data[0], f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}",
+                           "pack.docs_per_shard=200", "pack.workers=1")
+    first = run_pack_stage(cfg)
+    out = stage_dir(cfg, "pack")
+    # Simulate an interruption: meta and manifest not yet written, one shard never finished.
+    (out / "manifest.json").unlink()
+    (out / "meta.json").unlink()
+    for path in out.glob("shard-00001.*"):
+        path.unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-00000.*")}
+    second = run_pack_stage(cfg)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-00000.*")} == kept
+    assert (out / "shard-00001.bin").is_file()
+    assert second["counts"] == first["counts"]
+    _check_every_document(cfg, clean_data[1])
+
+
+def test_70k_vocabulary_packs_uint32(clean_data, tmp_path):
+    cfg = tokenizer_config(tmp_path, clean_data[0], "tokenizer.vocab_size=70000", "tokenizer.min_frequency=1",
+                           "tokenizer.sample_chars=5000000", "tokenizer.language_ratios={en: 1, zh-Hans: 1, "
+                           "zh-Hant: 1, yue: 1, mixed: 1, other: 1}", "pack.workers=2", "pack.docs_per_shard=400")
+    run_tokenizer_stage(cfg)
+    run_pack_stage(cfg)
+    data = _check_every_document(cfg, clean_data[1])
+    assert data.vocab_size == 70000 and data.dtype == np.uint32
+    assert int(max(t.max() for t in (data.tokens(i) for i in range(len(data))))) >= 65536
+    meta = json.loads((stage_dir(cfg, "pack") / "meta.json").read_text())
+    assert meta["dtype"] == "uint32"
