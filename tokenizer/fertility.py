@@ -31,12 +31,16 @@ def score_language(tok: Tokenizer, language: str, texts: list[str]) -> dict:
     """Token counts and ratios of one tokenizer on one language's texts."""
     tokens = sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)) if texts else 0
     units = count_units(texts)
-    unit_name = "han_chars" if language in HAN_LANGUAGES else "words"
+    # Mixed and other text is measured in whichever unit it mostly consists of.
+    han_text = language in HAN_LANGUAGES or (language != "en" and units["han_chars"] >= units["words"])
+    unit_name = "han_chars" if han_text else "words"
     per_unit = tokens / units[unit_name] if units[unit_name] else None
     return {"documents": len(texts), "tokens": tokens, **units,
             "tokens_per_char": tokens / units["chars"] if units["chars"] else None,
             "unit": "Han character" if unit_name == "han_chars" else "word",
-            "tokens_per_unit": per_unit}
+            "tokens_per_unit": per_unit,
+            "tokens_per_word": tokens / units["words"] if units["words"] else None,
+            "tokens_per_han_char": tokens / units["han_chars"] if units["han_chars"] else None}
 
 
 def fertility_report(tokenizers: dict[str, Tokenizer], texts_by_language: dict[str, list[str]]) -> dict:

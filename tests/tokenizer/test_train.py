@@ -83,7 +83,7 @@ def test_manifest_sample_and_fertility(bpe_run):
         assert set(entry["languages"]) == LANGUAGES
         for lang, scores in entry["languages"].items():
             assert scores["tokens"] > 0 and 0 < scores["tokens_per_char"] < 4, (name, lang)
-            assert scores["unit"] == ("word" if lang in ("en", "mixed", "other") else "Han character") or lang == "mixed"
+            assert scores["unit"] == ("word" if lang in ("en", "other") else "Han character")
     md = (out / "fertility.md").read_text()
     assert "bpe-8000 (8000) tok/char" in md and "sp-unigram-8000" in md and "| yue |" in md
     assert Path(out / "compare" / "sp-unigram-8000" / "tokenizer.model").is_file()

@@ -47,7 +47,7 @@ class ExtendSection:
 
     # Hugging Face tokenizer folder to extend; empty means <run.dir>/tokenizer.
     base_dir: str = ""
-    # Clean-stage output to mine; empty means <run.dir>/data/clean.
+    # Clean-stage output to mine; empty means tokenizer.input_dir, or <run.dir>/data/clean when that is empty.
     corpus_dir: str = ""
     # Only documents of this language are mined.
     language: str = "yue"
