@@ -1,0 +1,152 @@
+"""Talking to a model: load a checkpoint or Hugging Face folder, apply its chat template, sample replies.
+
+Used by `triglot chat` (interactive, streamed token by token) and `triglot generate` (batches of prompts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from train.sft.templates import prepare_tokenizer, stop_token_ids
+from triglot.config.sft import GenerationSection
+from triglot.errors import InputError
+
+
+@dataclass
+class Chatbot:
+    model: Any
+    tokenizer: Any
+    settings: GenerationSection
+
+
+def model_folder(path: str | Path) -> Path:
+    """An HF folder as given, a checkpoint's hf/ folder, or a run folder's export/."""
+    path = Path(path)
+    for candidate in (path, path / "hf", path / "export"):
+        if (candidate / "config.json").is_file() or (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise InputError(f"{path} is not a Hugging Face model folder, a checkpoint with hf/, or a run with export/")
+
+
+def load_chatbot(path: str | Path, settings: GenerationSection | None = None, template: str = "auto") -> Chatbot:
+    """Model (a LoRA adapter folder loads through peft) and tokenizer with a chat template, ready to sample."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = model_folder(path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if (folder / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    prepare_tokenizer(tokenizer, template)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    tokenizer.padding_side = "left"  # batched generation continues every row from its last token
+    model.eval()
+    return Chatbot(model, tokenizer, settings or GenerationSection())
+
+
+def generation_kwargs(bot: Chatbot) -> dict:
+    s = bot.settings
+    sample = s.temperature > 0
+    kwargs = {"max_new_tokens": int(s.max_new_tokens), "do_sample": sample, "eos_token_id": stop_token_ids(bot.tokenizer),
+              "pad_token_id": bot.tokenizer.pad_token_id, "repetition_penalty": float(s.repetition_penalty)}
+    if sample:
+        kwargs |= {"temperature": float(s.temperature), "top_p": float(s.top_p), "top_k": int(s.top_k)}
+    else:
+        kwargs |= {"temperature": None, "top_p": None, "top_k": None}
+    return kwargs
+
+
+def _encode(bot: Chatbot, conversations: list[list[dict]]) -> Any:
+    texts = [bot.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    return bot.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+
+
+def reply(bot: Chatbot, messages: list[dict], out: IO[str] | None = None) -> str:
+    """The assistant's next turn; with `out`, each piece of text is written there as soon as it decodes."""
+    import torch
+    from transformers import TextStreamer
+
+    class _Streamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if out is not None:
+                out.write(text)
+                out.flush()
+
+    enc = _encode(bot, [messages])
+    streamer = _Streamer(bot.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    with torch.no_grad():
+        ids = bot.model.generate(**enc, streamer=streamer, **generation_kwargs(bot))
+    return bot.tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def generate_batch(bot: Chatbot, conversations: list[list[dict]]) -> list[str]:
+    import torch
+
+    enc = _encode(bot, conversations)
+    with torch.no_grad():
+        ids = bot.model.generate(**enc, **generation_kwargs(bot))
+    new = ids[:, enc["input_ids"].shape[1]:]
+    return [t.strip() for t in bot.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+
+def read_prompts(path: Path, system: str = "") -> list[list[dict]]:
+    """Prompts from a text file (one per line) or JSONL ({"prompt": ...} or {"messages": [...]})."""
+    if not path.is_file():
+        raise InputError(f"--prompts: {path} does not exist")
+    convs = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path}:{n}: not JSON ({err})") from err
+            messages = record.get("messages") or [{"role": "user", "content": str(record.get("prompt", ""))}]
+        else:
+            messages = [{"role": "user", "content": line.strip()}]
+        if system and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": system}, *messages]
+        convs.append(messages)
+    if not convs:
+        raise InputError(f"--prompts: {path} has no prompts")
+    return convs
+
+
+def chat_loop(bot: Chatbot, system: str = "", stdin: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> None:
+    """Read a line, stream the answer, repeat. /reset clears the history, /exit (or end of input) leaves."""
+    import torch
+
+    torch.manual_seed(int(bot.settings.seed))
+    history = [{"role": "system", "content": system}] if system else []
+    out.write("Chat with the model. /reset clears the conversation, /exit leaves.\n")
+    while True:
+        out.write(">>> ")
+        out.flush()
+        line = stdin.readline()
+        if not line or line.strip() == "/exit":
+            out.write("\n")
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/reset":
+            history = history[:1] if system else []
+            continue
+        history.append({"role": "user", "content": text})
+        answer = reply(bot, history, out)
+        out.write("\n")
+        history.append({"role": "assistant", "content": answer})
+
+
+def settings_record(bot: Chatbot) -> dict:
+    return asdict(bot.settings)

@@ -1,0 +1,167 @@
+"""Supervised fine-tuning on the pretraining core: `train.trainer.Trainer` with chat data and optional LoRA.
+
+`run_sft_training(cfg)` fine-tunes with the config as given; `run_sft_stage(cfg)` is the `sft` stage of
+a pipeline run: it starts from the run's pretraining export and writes below <run.dir>/sft/.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from train import checkpoint as ckpt
+from train.coordination import StopRequest, preflight
+from train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
+from train.model import build_model, load_tokenizer
+from train.sft.data import build_sft_sampler, sft_input_files
+from train.sft.lora import apply_lora, export_merged
+from train.trainer import Trainer
+from triglot.config import to_container, to_yaml
+from triglot.dist import read_dist_env
+from triglot.errors import ConfigError, InputError
+from triglot.manifest import StageManifest
+from triglot.paths import run_dir, stage_dir
+
+log = logging.getLogger(__name__)
+
+
+def resolve_start(cfg: Any) -> tuple[Path, Path]:
+    """The Hugging Face folder fine-tuning starts from, and the tokenizer folder (model.tokenizer or that folder)."""
+    if not cfg.model.pretrained:
+        raise ConfigError("fine-tuning needs model.pretrained: a Hugging Face folder such as <run.dir>/export")
+    model = Path(cfg.model.pretrained)
+    if (model / "hf" / "config.json").is_file():  # a training checkpoint folder
+        model = model / "hf"
+    if not (model / "config.json").is_file():
+        raise InputError(f"model.pretrained: {model} is not a Hugging Face model folder (no config.json); "
+                         "point it at a pretraining export or a checkpoint's hf/ folder")
+    tokenizer = Path(cfg.model.tokenizer) if cfg.model.tokenizer else model
+    if not (tokenizer / "tokenizer_config.json").is_file():
+        raise InputError(f"no tokenizer in {tokenizer} (no tokenizer_config.json); set model.tokenizer")
+    return model, tokenizer
+
+
+class SftTrainer(Trainer):
+    """The pretraining loop, fed with packed chat conversations; the model may carry LoRA adapters."""
+
+    def __init__(self, cfg: Any, tokenizer_dir: Path):  # replaces Trainer.__init__'s packed-shard inputs
+        import torch.distributed as dist
+
+        self.cfg, self.env = cfg, read_dist_env()
+        self.world, self.rank = dist.get_world_size(), dist.get_rank()
+        self.root = stage_dir(cfg, "train", cfg.train.checkpoint.dir)
+        self.data_dir, self.tokenizer_dir = None, tokenizer_dir
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.sampler = build_sft_sampler(cfg, self.tokenizer)  # may add chat tokens: before the model is built
+        self.vocab_size = max(int(cfg.model.vocab_size), len(self.tokenizer))
+        self.val_docs: list[int] = []
+        self.layout = batch_layout(cfg.train, cfg.hardware, self.world)
+        self.engine = self._engine()
+        self.device = self.engine.device
+        self.languages = sorted({d.language for d in self.sampler.datasets})
+        self.stop = StopRequest().install()
+
+    def _engine(self) -> Any:
+        ds_config = deepspeed_config(self.cfg, self.layout, self.rank)
+        if self.cfg.train.zero_stage == 3:
+            from transformers.integrations import HfDeepSpeedConfig
+
+            self._hf_ds = HfDeepSpeedConfig(ds_config)  # from_pretrained loads straight into shards
+        model = build_model(self.cfg, self.vocab_size, self.tokenizer)
+        if self.cfg.sft.lora.enabled:
+            model = apply_lora(model, self.cfg.sft.lora)
+        engine, self.ds_config = build_engine(self.cfg, model, self.layout, self.rank)
+        return engine
+
+    def export(self, out_dir: Path) -> None:
+        """A plain Hugging Face folder: LoRA merged (sft.lora.merge_on_export), chat template included."""
+        if self.cfg.sft.lora.enabled and not self.cfg.sft.lora.merge_on_export:
+            if self.rank == 0:
+                self.engine.module.save_pretrained(out_dir)
+                self.tokenizer.save_pretrained(out_dir)
+            return
+        export_merged(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0)
+
+    def save(self, step: int) -> Path:
+        import torch.distributed as dist
+
+        client = {"step": step, "consumed_samples": step * self.layout.global_batch, "world_size": self.world,
+                  "tokens_seen": self.tokens_seen}
+        extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage()}
+        folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier)
+        dist.barrier()
+        if self.cfg.train.checkpoint.export_hf:
+            self.export(folder / "hf")
+        if self.rank == 0:
+            ckpt.commit(folder, step)
+            ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
+        dist.barrier()
+        return folder
+
+    def lineage(self) -> dict:
+        start = Path(self.cfg.model.pretrained)
+        return {"pretrained": str(start), "pretrained_manifest": StageManifest.load(start.parent) or {},
+                "tokenizer_dir": str(self.tokenizer_dir), "sft_datasets": to_container(self.cfg.sft.datasets),
+                "sft_files": sft_input_files(self.cfg)}
+
+
+def sft_stage_config(cfg: Any) -> Any:
+    """What decides a fine-tuning result, for the manifest (tracking, launch and generation left out)."""
+    sft = {k: to_container(cfg.sft[k]) for k in ("datasets", "template", "system_prompt", "pack", "overlong", "lora")}
+    return OmegaConf.create({k: to_container(cfg[k]) for k in ("model", "train", "hardware")}
+                            | {"sft": sft, "seed": int(cfg.run.seed)})
+
+
+def run_sft_training(cfg: Any, force: bool = False) -> dict:
+    """Fine-tune (or resume) on this rank from model.pretrained on sft.datasets; skipped when current."""
+    import torch.distributed as dist
+
+    from triglot.hardware import get_accelerator
+
+    get_accelerator()
+    model_dir, tokenizer_dir = resolve_start(cfg)
+    cfg.model.pretrained = str(model_dir)
+    root = stage_dir(cfg, "train", cfg.train.checkpoint.dir)
+    inputs = [model_dir, *sft_input_files(cfg)] + ([tokenizer_dir] if tokenizer_dir != model_dir else [])
+    manifest = StageManifest.open(root, "sft", sft_stage_config(cfg), inputs)
+    if manifest.is_current() and not force:
+        log.info("sft: %s is current; skipping (use --force to retrain)", root)
+        return manifest.previous
+    init_distributed(cfg, read_dist_env())
+    preflight(float(cfg.train.preflight_timeout_s))
+    trainer = SftTrainer(cfg, tokenizer_dir)
+    summary = trainer.fit()
+    export = run_dir(cfg) / "export"
+    trainer.export(export)
+    dist.barrier()
+    if trainer.rank == 0:
+        final = ckpt.latest_checkpoint(root)
+        marker = [final[1] / ckpt.COMPLETE] if final else []
+        manifest.write(outputs=[export, *marker], counts=summary, export=str(export),
+                       lora=bool(cfg.sft.lora.enabled))
+    return summary
+
+
+def pipeline_sft_config(cfg: Any) -> Any:
+    """The config of a pipeline run's `sft` stage: from sft.init_from (default <run.dir>/export), with
+    sft.train over the train section, writing checkpoints, export and metrics below <run.dir>/sft/."""
+    out = copy.deepcopy(cfg)
+    parent = run_dir(cfg)
+    out.model.pretrained = cfg.sft.init_from or str(parent / "export")
+    out.run.dir = str(parent / "sft")
+    out.run.name = f"{cfg.run.name}-sft"
+    out.train.checkpoint.dir = ""
+    try:
+        out.train = OmegaConf.merge(out.train, cfg.sft.train)
+    except Exception as err:  # omegaconf's key and type errors
+        raise ConfigError(f"sft.train: {str(err).splitlines()[0]}; its keys are train options (steps, lr, ...)") from err
+    return out
+
+
+def run_sft_stage(cfg: Any, force: bool = False) -> dict:
+    """The `sft` stage of `triglot run`: fine-tune the run's pretrained export on sft.datasets."""
+    return run_sft_training(pipeline_sft_config(cfg), force=force)
