@@ -124,3 +124,34 @@ def test_grid_sweep_is_one_array(slurm_cluster: str, packed_dir: Path, tmp_path:
     # Submitting again skips the finished configs.
     again = json.loads(triglot("sweep", str(path)))
     assert again["submitted"] is False and again["finished_before"] == 4
+
+
+def test_data_stage_as_array_then_merge(slurm_cluster: str, shared_data: Path, tmp_path: Path, helpers) -> None:
+    source = next(iter(sorted((shared_data / "corpora" / "yue" / "yue_wikipedia").glob("*.jsonl"))))
+    sample = tmp_path / "yue.jsonl"
+    sample.write_text("".join(source.read_text(encoding="utf-8").splitlines(keepends=True)[:80]), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    experiment = helpers.write_yaml(tmp_path / "exp.yaml", {
+        "defaults": {"hardware": "cpu"}, "run": {"name": "data", "dir": str(run_dir)},
+        "tracking": {"mode": "disabled"}, "launch": {"data_shards": 2},
+        "data": {"workers": 1, "sources": [{"name": "yue", "paths": [str(sample)], "format": "jsonl",
+                                            "language": "yue"}]}})
+    job_ids = triglot("launch", "slurm", "clean", str(experiment)).split()
+    assert len(job_ids) == 2
+    helpers.wait_for_jobs(job_ids)
+    records = [json.loads(line) for line in (run_dir / "jobs" / "jobs.jsonl").read_text().splitlines()]
+    assert records[0]["array"] == "0-1" and records[1]["dependency"] == f"afterok:{job_ids[0]}"
+    shard_exits = [float(events(run_dir, f"{job_ids[0]}_{i}")[-1][0]) for i in (0, 1)]
+    assert [events(run_dir, f"{job_ids[0]}_{i}")[-1][2:] for i in (0, 1)] == [["exit", "rc=0"]] * 2
+    merge = events(run_dir, job_ids[1])
+    assert merge[-1][2:] == ["exit", "rc=0"] and float(merge[0][0]) >= max(shard_exits)
+    clean_dir = run_dir / "data" / "clean"
+    assert (clean_dir / "manifest.json").is_file() and list(clean_dir.glob("part-*.parquet"))
+
+
+def test_local_cluster_start_is_idempotent(slurm_cluster: str) -> None:
+    script = Path(__file__).resolve().parents[2] / "launch" / "slurm_local.sh"
+    for _ in range(2):
+        subprocess.run([str(script), "start"], check=True, capture_output=True, timeout=120)
+    status = subprocess.run([str(script), "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "idle" in status.stdout and status.stdout.count("running") == 3
