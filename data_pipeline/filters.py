@@ -79,10 +79,10 @@ def _top_share(tokens: list[str], n: int, total_chars: int) -> float:
 def top_ngrams(text: str, lang: str, t) -> str | None:
     """Gopher's top n-gram share: word 2/3/4-grams for English, character 3/4/5-grams for Chinese."""
     if lang in CHINESE or (lang == "mixed" and len(HAN.findall(text)) > len(LATIN_WORD.findall(text))):
-        tokens, sizes = list(re.sub(r"\s+", "", text)), (3, 4, 5)
+        tokens, sizes, floor = list(re.sub(r"\s+", "", text)), (3, 4, 5), 100
     else:
-        tokens, sizes = LATIN_WORD.findall(text.lower()), (2, 3, 4)
-    if len(tokens) < 30:
+        tokens, sizes, floor = LATIN_WORD.findall(text.lower()), (2, 3, 4), 50
+    if len(tokens) < floor:  # Gopher applies it to documents of 50+ words; ~100 CJK characters
         return None
     total = sum(map(len, tokens))
     for n, limit in zip(sizes, t.max_top_ngram_share, strict=False):

@@ -98,6 +98,11 @@ class LangResult:
     def units(self) -> int:
         return self.han + self.latin_words
 
+    @property
+    def weight(self) -> int:
+        # An English word carries about as much as two Chinese characters (translations run ~1:2).
+        return self.han + 2 * self.latin_words
+
 
 def _chinese_variety(text: str, han: int, opts) -> tuple[str, int, int]:
     lex = lexicon()
@@ -160,7 +165,7 @@ def identify(text: str, opts, hint: str | None = None) -> LangResult:
             continue
         result.paragraphs.append(block.language)
         family = _family(block.language)
-        shares[family] = shares.get(family, 0) + block.units
+        shares[family] = shares.get(family, 0) + block.weight
     total = sum(shares.values()) or 1
     if len([s for s in shares.values() if s >= opts.mixed_share * total]) >= 2:
         result.language = "mixed"

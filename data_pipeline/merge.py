@@ -19,18 +19,19 @@ log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ["id", "text", "language", "source", "orig_hash", "paragraph_languages"]
 
 
-def load_keys(unit_files: list[Path], bands: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Exact keys, band keys (n x bands) and rows per unit, reading only the key columns."""
-    exact, band_rows, counts = [], [], []
+def load_keys(unit_files: list[Path], bands: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Exact keys, band keys (n x bands), run order and rows per unit, reading only the key columns."""
+    exact, band_rows, order, counts = [], [], [], []
     for path in unit_files:
-        table = pq.read_table(path, columns=["exact_key", "bands"])
+        table = pq.read_table(path, columns=["exact_key", "bands", "order"])
         counts.append(table.num_rows)
         exact.append(table.column("exact_key").to_numpy())
+        order.append(table.column("order").to_numpy())
         blob = b"".join(table.column("bands").to_pylist())
         band_rows.append(np.frombuffer(blob, dtype="<u8").reshape(table.num_rows, bands))
     if not counts:
-        return np.zeros(0, np.uint64), np.zeros((0, bands), np.uint64), []
-    return np.concatenate(exact), np.concatenate(band_rows), counts
+        return np.zeros(0, np.uint64), np.zeros((0, bands), np.uint64), np.zeros(0, np.int64), []
+    return np.concatenate(exact), np.concatenate(band_rows), np.concatenate(order), counts
 
 
 class PartWriter:
@@ -67,8 +68,11 @@ def merge_units(unit_files: list[Path], out_dir: Path, cfg, stats: CleanStats) -
 
     Returns the part files and the kept counts by source and language.
     """
-    exact, bands, counts = load_keys(unit_files, cfg.dedup.bands)
-    exact_dup, near_dup = duplicate_masks(exact, bands, cfg.dedup.exact, cfg.dedup.near)
+    exact, bands, order, counts = load_keys(unit_files, cfg.dedup.bands)
+    run_order = np.argsort(order, kind="stable")
+    exact_dup, near_dup = np.zeros(len(order), bool), np.zeros(len(order), bool)
+    exact_dup[run_order], near_dup[run_order] = duplicate_masks(exact[run_order], bands[run_order],
+                                                                cfg.dedup.exact, cfg.dedup.near)
     log.info("dedup over %d documents: %d exact, %d near duplicates", len(exact), exact_dup.sum(), near_dup.sum())
     for old in out_dir.glob("part-*.parquet"):
         old.unlink()

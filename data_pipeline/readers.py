@@ -45,10 +45,39 @@ def _is_binary(head: bytes) -> bool:
     return b"\x00" in head
 
 
-def iter_lines(fh: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None, str | None]]:
-    """(line number, bytes, error) for each line; an over-long line is skipped without loading it."""
+def _skip_line(fh: IO[bytes]) -> None:
+    """Read past the end of the current line in bounded chunks (never the whole line in memory)."""
+    while (chunk := fh.readline(1 << 20)) and not chunk.endswith(b"\n"):
+        pass
+
+
+def _seek_range(fh: IO[bytes], start: int) -> int:
+    """Move to the first line that starts at or after byte `start`; returns the line number before it."""
     number = 0
+    remaining = start
+    while remaining > 0:
+        block = fh.read(min(remaining, 1 << 24))
+        if not block:
+            break
+        number += block.count(b"\n")
+        remaining -= len(block)
+    if start > 0:
+        fh.seek(start - 1)
+        if fh.read(1) != b"\n":
+            _skip_line(fh)  # the line that straddles `start` belongs to the previous range
+            number += 1
+    return number
+
+
+def iter_lines(fh: IO[bytes], max_bytes: int, byte_range: tuple[int, int] | None = None
+               ) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """(line number, bytes, error) for each line (of lines starting inside `byte_range`, when given);
+    an over-long line is skipped without loading it."""
+    number = _seek_range(fh, byte_range[0]) if byte_range else 0
+    end = byte_range[1] if byte_range else None
     while True:
+        if end is not None and fh.tell() >= end:
+            return
         try:
             line = fh.readline(max_bytes + 1)
         except _BROKEN:
@@ -59,8 +88,7 @@ def iter_lines(fh: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | Non
         number += 1
         if len(line) > max_bytes and not line.endswith(b"\n"):
             try:
-                while (chunk := fh.readline(1 << 20)) and not chunk.endswith(b"\n"):
-                    pass
+                _skip_line(fh)
             except _BROKEN:
                 yield number, None, "truncated_or_corrupt_compressed"
                 return
@@ -99,9 +127,10 @@ def text_of(obj: Any, spec) -> str | None:
     return "\n\n".join(parts)
 
 
-def _lines_then(path: Path, spec, max_bytes: int, handle: Callable[[int, str], Record | None]) -> Iterator[Record]:
+def _lines_then(path: Path, spec, max_bytes: int, handle: Callable[[int, str], Record | None],
+                byte_range: tuple[int, int] | None = None) -> Iterator[Record]:
     with open_binary(path) as fh:
-        for number, raw, error in iter_lines(fh, max_bytes):
+        for number, raw, error in iter_lines(fh, max_bytes, byte_range):
             if error:
                 yield Record(f"line {number}", error=error)
                 continue
@@ -114,7 +143,7 @@ def _lines_then(path: Path, spec, max_bytes: int, handle: Callable[[int, str], R
                 yield record
 
 
-def read_jsonl(path: Path, spec, max_bytes: int) -> Iterator[Record]:
+def read_jsonl(path: Path, spec, max_bytes: int, byte_range: tuple[int, int] | None = None) -> Iterator[Record]:
     def handle(number: int, line: str) -> Record | None:
         if not line.strip():
             return None
@@ -127,14 +156,14 @@ def read_jsonl(path: Path, spec, max_bytes: int) -> Iterator[Record]:
             return Record(f"line {number}", error="missing_field")
         return Record(f"line {number}", text)
 
-    yield from _lines_then(path, spec, max_bytes, handle)
+    yield from _lines_then(path, spec, max_bytes, handle, byte_range)
 
 
-def read_text(path: Path, spec, max_bytes: int) -> Iterator[Record]:
+def read_text(path: Path, spec, max_bytes: int, byte_range: tuple[int, int] | None = None) -> Iterator[Record]:
     mode = spec.text_mode
     if mode == "line":
         yield from _lines_then(path, spec, max_bytes,
-                               lambda n, line: Record(f"line {n}", line) if line.strip() else None)
+                               lambda n, line: Record(f"line {n}", line) if line.strip() else None, byte_range)
         return
     buffer: list[str] = []
     start = 1
@@ -318,8 +347,15 @@ READERS: dict[str, Callable[[Path, Any, int], Iterator[Record]]] = {
 }
 
 
-def read_records(path: Path, spec, max_bytes: int) -> Iterator[Record]:
-    """Records of one file; an empty or binary file is one Record with that error."""
+def splits_by_bytes(spec, path: Path) -> bool:
+    """Formats whose records are single lines can be split into byte ranges (uncompressed files only)."""
+    line_based = spec.format == "jsonl" or (spec.format == "text" and spec.text_mode == "line")
+    return line_based and path.suffix.lower() not in (".gz", ".zst", ".zstd")
+
+
+def read_records(path: Path, spec, max_bytes: int, byte_range: tuple[int, int] | None = None) -> Iterator[Record]:
+    """Records of one file (or of the lines starting in `byte_range`); an empty or binary file is one
+    Record with that error, reported by the range that starts the file."""
     try:
         with open_binary(path) as fh:
             head = fh.read(8192)
@@ -328,10 +364,16 @@ def read_records(path: Path, spec, max_bytes: int) -> Iterator[Record]:
     except OSError:
         yield Record("file", error="cannot_open")
         return
+    first = not byte_range or byte_range[0] == 0
     if not head:
-        yield Record("file", error="empty_file")
+        if first:
+            yield Record("file", error="empty_file")
         return
     if _is_binary(head) and spec.format not in ("parquet", "warc", "wet"):
-        yield Record("file", error="binary_file")
+        if first:
+            yield Record("file", error="binary_file")
         return
-    yield from READERS[spec.format](path, spec, max_bytes)
+    if byte_range:
+        yield from READERS[spec.format](path, spec, max_bytes, byte_range)
+    else:
+        yield from READERS[spec.format](path, spec, max_bytes)

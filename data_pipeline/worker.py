@@ -22,14 +22,17 @@ from data_pipeline.filters import quality_reason
 from data_pipeline.langid import identify
 from data_pipeline.normalize import normalize_text
 from data_pipeline.pii import scrub_pii
-from data_pipeline.readers import read_records
+from data_pipeline.readers import read_records, splits_by_bytes
 from data_pipeline.stats import CleanStats
 
 UNIT_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("language", pa.string()), ("source", pa.string()),
     ("orig_hash", pa.string()), ("paragraph_languages", pa.string()), ("chars", pa.int64()),
-    ("exact_key", pa.uint64()), ("bands", pa.binary()),
+    ("exact_key", pa.uint64()), ("bands", pa.binary()), ("order", pa.int64()),
 ])
+# A document's place in run order: file ordinal * 2**40 + its record index (line number for byte ranges),
+# so dedup keeps the same copy however the files were split among units, workers and shards.
+ORDER_STRIDE = 1 << 40
 CHINESE = ("zh-Hans", "zh-Hant", "yue")
 
 
@@ -38,8 +41,11 @@ class WorkUnit:
     source_index: int
     source: str
     file: str
-    part: int  # this unit takes records whose index % parts == part
+    file_index: int  # ordinal of the file in the run
+    part: int
     parts: int
+    # "bytes": lines starting in byte range part/parts of the file; "stride": records whose index % parts == part.
+    split: str
     size: int
     mtime_ns: int
     cap: int = 0  # most records this unit reads (0 = all)
@@ -50,19 +56,38 @@ class WorkUnit:
         return f"{self.source_index:03d}-{self.source}-{digest}-{self.part:03d}of{self.parts:03d}"
 
 
+    @property
+    def byte_range(self) -> tuple[int, int] | None:
+        if self.split != "bytes":
+            return None
+        return self.size * self.part // self.parts, self.size * (self.part + 1) // self.parts
+
+
+def _split(spec, path: Path) -> str:
+    """How a file is divided among units: byte ranges (line formats), record strides (formats parsed
+    from the start: CSV, WikiExtractor, parquet), or not at all (compressed, single-record formats)."""
+    if splits_by_bytes(spec, path):
+        return "bytes"
+    if spec.format in ("csv", "tsv", "wikiextractor", "parquet") and path.suffix.lower() not in (".gz", ".zst", ".zstd"):
+        return "stride"
+    return "none"
+
+
 def plan_units(files_by_source: list[tuple[Any, list[Path]]], unit_bytes: int, cap: int) -> list[WorkUnit]:
-    """Split every input file into units of about `unit_bytes` (compressed files count four times)."""
+    """Split every input file into units of about `unit_bytes`, the same way on every node."""
     units = []
+    ordinal = 0
     for index, (spec, files) in enumerate(files_by_source):
         planned = []
         for path in files:
             stat = path.stat()
-            weight = stat.st_size * (4 if path.suffix.lower() in (".gz", ".zst", ".zstd") else 1)
-            splittable = spec.format not in ("json", "html") and not (spec.format == "text" and spec.text_mode == "file")
-            parts = max(1, math.ceil(weight / unit_bytes)) if splittable else 1
-            planned += [(str(path), k, parts, stat) for k in range(parts)]
+            split = _split(spec, path)
+            parts = max(1, math.ceil(stat.st_size / unit_bytes)) if split != "none" else 1
+            planned += [(str(path), ordinal, k, parts, split, stat) for k in range(parts)]
+            ordinal += 1
         per_unit = math.ceil(cap / len(planned)) if cap and planned else 0
-        units += [WorkUnit(index, spec.name, f, k, n, st.st_size, st.st_mtime_ns, per_unit) for f, k, n, st in planned]
+        units += [WorkUnit(index, spec.name, f, fi, k, n, sp, st.st_size, st.st_mtime_ns, per_unit)
+                  for f, fi, k, n, sp, st in planned]
     return units
 
 
@@ -117,8 +142,9 @@ def process_unit(unit: WorkUnit, spec, cfg, units_dir: Path) -> dict:
     rows: list[dict] = []
     stem = Path(unit.file).name
     taken = 0
-    for index, record in enumerate(read_records(Path(unit.file), spec, cfg.max_record_bytes)):
-        if index % unit.parts != unit.part:
+    stride = unit.split == "stride"
+    for index, record in enumerate(read_records(Path(unit.file), spec, cfg.max_record_bytes, unit.byte_range)):
+        if stride and index % unit.parts != unit.part:
             continue
         if unit.cap and taken >= unit.cap:
             break
@@ -130,6 +156,8 @@ def process_unit(unit: WorkUnit, spec, cfg, units_dir: Path) -> dict:
         stats.read(spec.name, len(record.text))
         row = clean_document(record.text, doc_id, spec, cfg, stats)
         if row is not None:
+            seq = int(record.locator.split()[1]) if unit.split == "bytes" else index
+            row["order"] = unit.file_index * ORDER_STRIDE + seq
             rows.append(row)
     units_dir.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=UNIT_SCHEMA)
