@@ -123,17 +123,29 @@ def is_done(run_dir: Path, digest: str) -> bool:
     return marker.is_file() and marker.read_text(encoding="utf-8").strip() == digest
 
 
+def stage_command(stage: str, config: str) -> list[str]:
+    """Distributed stages always go through torchrun (one process too), others run as plain commands."""
+    spec = STAGES[stage]
+    if spec.distributed:
+        from launch.local import torchrun_command
+
+        nproc = max(1, int(load_config(config).run.nproc_per_node))
+        return torchrun_command(stage, Path(config), nproc)
+    return [sys.executable, "-m", "triglot", *spec.command, config]
+
+
 def run_local(runs: list[dict], stages: list[str]) -> list[int]:
-    """Run the unfinished configs one after another with `triglot run --only STAGES`; returns their indices."""
+    """Run the unfinished configs one after another, stage by stage; returns the indices that ran."""
     ran = []
     for run in runs:
         if run["done"]:
             log.info("sweep run %03d already finished; skipping it", run["index"])
             continue
-        cmd = [sys.executable, "-m", "triglot", "run", run["config"], "--only", *stages]
-        log.info("sweep run %03d: %s", run["index"], " ".join(cmd))
-        if subprocess.run(cmd).returncode != 0:
-            raise SystemExit(f"sweep run {run['index']:03d} failed; its folder is {run['run_dir']}")
+        for stage in stages:
+            cmd = stage_command(stage, run["config"])
+            log.info("sweep run %03d: %s", run["index"], " ".join(cmd))
+            if subprocess.run(cmd).returncode != 0:
+                raise SystemExit(f"sweep run {run['index']:03d} failed in stage {stage}; see {run['run_dir']}")
         (Path(run["run_dir"]) / DONE_MARKER).write_text(run["hash"] + "\n", encoding="utf-8")
         ran.append(run["index"])
     return ran

@@ -68,3 +68,16 @@ def test_written_configs_group_tags_and_skip(tmp_path: Path, helpers) -> None:
     assert "#SBATCH --array=0,2,3" in script and '$((SLURM_ARRAY_TASK_ID + 1))p' in script
     manifest = json.loads((root / "sweep.json").read_text())
     assert manifest["varied"] == ["model.hidden_size", "train.lr"] and manifest["group"] == "s"
+
+
+@pytest.mark.distributed
+def test_local_sweep_runs_here_and_tabulates(tmp_path: Path, helpers, packed_dir: Path) -> None:
+    path = sweep_file(tmp_path, helpers, method="list", runs=[{"train.lr": 0.002}], overrides=[
+        f"train.data_dir={packed_dir}", "train.steps=2", "train.seq_len=32", "train.checkpoint.every=2",
+        "train.checkpoint.export_hf=false", "hardware=cpu", "run.nproc_per_node=1", "tracking.mode=offline"])
+    summary = run_sweep(path, local=True)
+    assert summary["ran"] == [0]
+    [row] = summary["results"]["rows"]
+    assert row["status"] == "finished" and isinstance(row["final_loss"], float)
+    assert (tmp_path / "sweep" / "results.md").read_text().count("finished") == 1
+    assert run_sweep(path, local=True)["ran"] == []  # finished configs are skipped
