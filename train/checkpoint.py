@@ -22,6 +22,7 @@ COMPLETE = "COMPLETE"
 PREFIX = "step-"
 TMP_PREFIX = ".tmp-step-"
 STATE_TAG = "state"
+UNIVERSAL_TAG = "universal"  # the same state converted for loading at another world size
 
 
 def step_name(step: int) -> str:
@@ -119,11 +120,34 @@ def prune(root: Path, keep_last: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def to_universal(folder: Path, rank: int, engine: Any) -> None:
+    """Collective: convert `folder`'s ZeRO shards to DeepSpeed's universal form (any world size)."""
+    import argparse
+
+    import torch.distributed as dist
+    from deepspeed.checkpoint import ds_to_universal
+
+    target = folder / UNIVERSAL_TAG
+    if rank == 0 and not (target / COMPLETE).is_file():
+        log.info("converting %s to a universal checkpoint for a new world size", folder)
+        tmp = folder / (UNIVERSAL_TAG + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        args = argparse.Namespace(input_folder=str(folder / STATE_TAG), output_folder=str(tmp), num_extract_workers=1,
+                                  num_merge_workers=1, keep_temp_folder=False, strict=True, inject_missing_state=False)
+        ds_to_universal.main(args)
+        (tmp / COMPLETE).write_text("", encoding="utf-8")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    dist.barrier()
+    engine._config.load_universal_checkpoint = True  # read by load_checkpoint; no public setter
+
+
 def load_checkpoint(engine: Any, folder: Path, rank: int, same_world: bool) -> dict:
     """Restore engine state (and this rank's RNG when the world size is unchanged); returns client state."""
     import torch
 
-    _, client = engine.load_checkpoint(str(folder), tag=STATE_TAG, load_optimizer_states=True,
+    tag = STATE_TAG if same_world else UNIVERSAL_TAG
+    _, client = engine.load_checkpoint(str(folder), tag=tag, load_optimizer_states=True,
                                        load_lr_scheduler_states=True)
     rng_file = folder / f"rng-rank{rank:05d}.pt"
     if same_world and rng_file.is_file():

@@ -154,8 +154,10 @@ class Trainer:
         if found is None:
             return 0
         step, folder = found
-        client = ckpt.load_checkpoint(self.engine, folder, self.rank,
-                                      same_world=client_world(folder) == self.world)
+        same_world = client_world(folder) == self.world
+        if not same_world:
+            ckpt.to_universal(folder, self.rank, self.engine)
+        client = ckpt.load_checkpoint(self.engine, folder, self.rank, same_world=same_world)
         self.tokens_seen = dict(client.get("tokens_seen", {}))
         log.info("resumed from %s (step %d)", folder, step)
         return int(client.get("step", step))
@@ -213,7 +215,9 @@ class Trainer:
         import torch.distributed as dist
 
         client = {"step": step, "consumed_samples": step * self.layout.global_batch, "world_size": self.world,
-                  "tokens_seen": self.tokens_seen}
+                  "tokens_seen": self.tokens_seen,
+                  # Lets DeepSpeed convert the checkpoint to its universal form for another world size.
+                  "universal_checkpoint_info": {"universal_checkpoint_version": 0.2}}
         extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage()}
         folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier)
         dist.barrier()
