@@ -46,8 +46,11 @@ def _state(cfg: Any) -> Any:
     """accelerate's process state: joins the torchrun process group (backend from the hardware profile)."""
     from accelerate import PartialState
 
+    from triglot.hardware import get_accelerator
+
     if read_dist_env().world_size > 1:
-        return PartialState(backend=cfg.hardware.comm_backend)
+        on_cpu = get_accelerator().device_name() == "cpu"
+        return PartialState(cpu=on_cpu, backend=cfg.hardware.comm_backend)
     return PartialState()
 
 
