@@ -1,7 +1,7 @@
 """Stage manifests: what went in, what came out, and whether a stage's output is still current.
 
 A stage writes `manifest.json` last, after its outputs, so a folder with a manifest is complete.
-A rerun is skipped when the config hash, the input hashes and the code version all match.
+A rerun is skipped when the config hash and the input hashes match and the outputs are intact.
 """
 
 from __future__ import annotations
@@ -109,11 +109,13 @@ class StageManifest:
             return None
 
     def is_current(self) -> bool:
-        """True when the previous run had the same config, inputs and code, and its outputs are intact."""
+        """True when the previous run had the same config and inputs, and its outputs are intact.
+
+        The code version is recorded for lineage but does not invalidate: a new commit of triglot
+        must not re-clean a corpus; `--force` reruns after a change that matters.
+        """
         prev = self.previous
         if not prev or prev.get("stage") != self.stage or prev.get("config_hash") != self.config_hash:
-            return False
-        if prev.get("code_version") != code_version():
             return False
         if not _same_content(prev.get("inputs", []), self.inputs):
             return False
