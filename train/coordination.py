@@ -84,9 +84,9 @@ class Preempted(Exception):
 
 
 class NonFiniteLoss(RuntimeError):
-    def __init__(self, step: int, value: float):
-        super().__init__(f"loss is {value} at step {step}; lower train.lr, raise train.warmup_steps or check the "
-                         "data (set train.on_nonfinite=skip to drop such batches instead)")
+    def __init__(self, step: int, value: float, what: str = "loss"):
+        super().__init__(f"{what} is {value} at step {step}; lower train.lr, raise train.warmup_steps or check the "
+                         "data and model init (set train.on_nonfinite=skip to drop such batches instead)")
         self.step = step
 
 

@@ -7,6 +7,7 @@ the loss divided by that count, then let DeepSpeed reduce and step. Side concern
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,9 @@ class Trainer:
             loss_sum += value
             self.engine.backward(loss * scale, scale_wrt_gas=False)
             self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        if norm is not None and not math.isfinite(float(norm)) and self.cfg.train.on_nonfinite.value == "stop":
+            raise NonFiniteLoss(step, float(norm), what="gradient norm")
         return {"loss": loss_sum / global_tokens, "tokens_per_rank": per_rank, "global_tokens": global_tokens,
                 "stop": stop, "skipped_batches": skipped}
 

@@ -71,6 +71,9 @@ class SftTrainer(Trainer):
             from transformers.integrations import HfDeepSpeedConfig
 
             self._hf_ds = HfDeepSpeedConfig(ds_config)  # from_pretrained loads straight into shards
+        import torch
+
+        torch.manual_seed(int(self.cfg.run.seed))  # rows for added chat tokens: the same on every rank and run
         model = build_model(self.cfg, self.vocab_size, self.tokenizer)
         if self.cfg.sft.lora.enabled:
             model = apply_lora(model, self.cfg.sft.lora)
