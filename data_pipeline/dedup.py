@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 from datasketch import MinHash
 
-from data_pipeline.langid import LATIN_WORD, fold_to_simplified
+from data_pipeline.langid import LATIN_WORD, codepoints, fold_codepoints
 
 _NOT_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")
@@ -29,33 +29,67 @@ def exact_key(text: str) -> int:
     return _hash8(_NOT_WORD.sub("", text.casefold()).encode("utf-8"))
 
 
-def shingles(text: str, chinese: bool, cjk_ngram: int, word_ngram: int) -> list[bytes]:
-    """Character n-grams (spaces removed, folded to Simplified) for Chinese, word n-grams otherwise."""
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_FMIX = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """One 64-bit hash per n-gram of `ids`, in order (vectorised polynomial hash, wrapping uint64)."""
+    ids = ids.astype(np.uint64)
+    grams = [ids] if len(ids) <= n else [ids[i:len(ids) - n + 1 + i] for i in range(n)]
+    h = np.zeros(len(grams[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for g in grams:
+            h = h * _MIX + g + np.uint64(1)
+    return h
+
+
+def shingle_hashes(text: str, chinese: bool, cjk_ngram: int, word_ngram: int) -> np.ndarray:
+    """Hashes of character n-grams (spaces removed, folded to Simplified) for Chinese, word n-grams otherwise."""
     if chinese:
-        chars = _SPACES.sub("", fold_to_simplified(text.casefold()))
-        n = cjk_ngram
-        grams = {chars[i:i + n] for i in range(max(len(chars) - n + 1, 1))}
-    else:
-        words = LATIN_WORD.findall(text.casefold()) or text.split()
-        n = word_ngram
-        grams = {" ".join(words[i:i + n]) for i in range(max(len(words) - n + 1, 1))}
-    return [g.encode("utf-8") for g in grams]
+        return np.unique(ngram_hashes(fold_codepoints(codepoints(_SPACES.sub("", text.casefold()))), cjk_ngram))
+    words = LATIN_WORD.findall(text.casefold()) or text.split()
+    ids = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), dtype=np.uint64, count=len(words))
+    return np.unique(ngram_hashes(ids, word_ngram))
 
 
 @lru_cache(maxsize=4)
-def _template(num_perm: int, seed: int) -> MinHash:
-    # CRC-32 as the base shingle hash: 32 bits like datasketch's default (SHA-1 prefix), several times faster.
-    return MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Affine permutation parameters (a, b) of datasketch's MinHash (scheme affine64) for this seed."""
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine64").permutations
+    return a.astype(np.uint64), b.astype(np.uint64)
+
+
+def minhash_signature(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signature, the same values as datasketch.MinHash(num_perm, seed, scheme='affine64') fed these
+    64-bit shingle hashes: MurmurHash3 finaliser, then a*h + b mod 2^64, minimum per permutation.
+    Vectorised over all shingles of a document at once."""
+    a, b = permutations(num_perm, seed)
+    if len(hashes) == 0:
+        return np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    shift, m1, m2 = _FMIX
+    with np.errstate(over="ignore"):
+        h = hashes ^ (hashes >> shift)
+        h = h * m1
+        h = h ^ (h >> shift)
+        h = h * m2
+        h = h ^ (h >> shift)
+        return (np.outer(h, a) + b).min(axis=0)
+
+
+@lru_cache(maxsize=4)
+def _band_mixers(rows: int, seed: int) -> np.ndarray:
+    return np.random.RandomState(seed + 7919).randint(1, 1 << 62, size=rows, dtype=np.uint64) | np.uint64(1)
 
 
 def band_keys(text: str, chinese: bool, opts) -> bytes:
     """`opts.bands` 64-bit LSH band hashes of the text's MinHash signature, packed little-endian."""
-    mh = _template(opts.num_perm, opts.seed).copy()  # reuses the permutations instead of redrawing them
-    mh.update_batch(shingles(text, chinese, opts.cjk_ngram, opts.word_ngram))
-    values = mh.hashvalues.astype("<u8")
-    r = opts.rows
-    keys = [_hash8(values[i * r:(i + 1) * r].tobytes()) for i in range(opts.bands)]
-    return np.asarray(keys, dtype="<u8").tobytes()
+    signature = minhash_signature(shingle_hashes(text, chinese, opts.cjk_ngram, opts.word_ngram),
+                                  opts.num_perm, opts.seed)
+    rows = signature[: opts.bands * opts.rows].reshape(opts.bands, opts.rows)
+    with np.errstate(over="ignore"):
+        keys = (rows * _band_mixers(opts.rows, opts.seed)).sum(axis=1, dtype=np.uint64)
+    return keys.astype("<u8").tobytes()
 
 
 def first_occurrence_mask(keys: np.ndarray) -> np.ndarray:

@@ -7,11 +7,14 @@ CJK text is measured in characters, English in words.
 from __future__ import annotations
 
 import re
-from collections import Counter
+import zlib
 from collections.abc import Callable
 from functools import lru_cache
 
-from data_pipeline.langid import HAN, LATIN_WORD, read_list
+import numpy as np
+
+from data_pipeline.dedup import ngram_hashes
+from data_pipeline.langid import HAN, LATIN_WORD, codepoints, read_list
 
 SYMBOL = re.compile(r"[#…•|★☆■□►▶◆◇●○※→←]|\.\.\.")
 DIGIT = re.compile(r"\d")
@@ -68,25 +71,24 @@ def duplicate_lines(text: str, lang: str, t) -> str | None:
     return None
 
 
-def _top_share(tokens: list[str], n: int, total_chars: int) -> float:
-    grams = Counter(zip(*(tokens[i:] for i in range(n)), strict=False))
-    if not grams:
-        return 0.0
-    gram, count = grams.most_common(1)[0]
-    return count * sum(map(len, gram)) / max(total_chars, 1)
-
-
 def top_ngrams(text: str, lang: str, t) -> str | None:
-    """Gopher's top n-gram share: word 2/3/4-grams for English, character 3/4/5-grams for Chinese."""
+    """Gopher's top n-gram share: word 2/3/4-grams for English, character 3/4/5-grams for Chinese; the
+    share is the characters covered by the most frequent n-gram's occurrences over all characters."""
     if lang in CHINESE or (lang == "mixed" and len(HAN.findall(text)) > len(LATIN_WORD.findall(text))):
-        tokens, sizes, floor = list(re.sub(r"\s+", "", text)), (3, 4, 5), 100
+        ids = codepoints(re.sub(r"\s+", "", text))
+        lengths, sizes, floor = np.ones(len(ids), dtype=np.int64), (3, 4, 5), 100
     else:
-        tokens, sizes, floor = LATIN_WORD.findall(text.lower()), (2, 3, 4), 50
-    if len(tokens) < floor:  # Gopher applies it to documents of 50+ words; ~100 CJK characters
+        words = LATIN_WORD.findall(text.lower())
+        ids = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+        lengths, sizes, floor = np.fromiter(map(len, words), dtype=np.int64, count=len(words)), (2, 3, 4), 50
+    if len(ids) < floor:  # Gopher applies it to documents of 50+ words; ~100 CJK characters
         return None
-    total = sum(map(len, tokens))
+    total = int(lengths.sum())
     for n, limit in zip(sizes, t.max_top_ngram_share, strict=False):
-        if _top_share(tokens, n, total) > limit:
+        hashes = ngram_hashes(ids, n)
+        _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] * int(lengths[first[top]:first[top] + n].sum()) > limit * total:
             return f"top_{n}gram"
     return None
 
@@ -102,7 +104,7 @@ def terminal_punct(text: str, lang: str, t) -> str | None:
 def boilerplate(text: str, lang: str, t) -> str | None:
     lines = _lines(text)
     pattern = boilerplate_pattern()
-    hits = sum(1 for line in lines if pattern.search(line))
+    hits = sum(1 for line in lines if len(line) <= 300 and pattern.match(line))
     return "boilerplate" if lines and hits > t.max_boilerplate_lines * len(lines) else None
 
 

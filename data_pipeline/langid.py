@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import opencc
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -29,9 +30,6 @@ LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+(?:'[A-Za-z]+)?")
 KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")
 # Scripts other than Han, Latin and kana: Hangul, Cyrillic, Greek, Arabic, Hebrew, Indic, Thai.
 OTHER_SCRIPT = re.compile("[\uac00-\ud7af\u1100-\u11ff\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0e7f]")
-TRAD_MARK, SIMP_MARK = "\ue001", "\ue002"
-
-
 def read_list(name: str) -> list[str]:
     """Entries of a resource list: one per line, '#' starts a comment line."""
     lines = (RESOURCES / name).read_text(encoding="utf-8").splitlines()
@@ -52,15 +50,30 @@ def _opencc_table(name: str) -> dict[str, list[str]]:
     return table
 
 
+# Per-code-point class bits: counting with a numpy table lookup is far cheaper than regexes or translate.
+HAN_BIT, KANA_BIT, OTHER_BIT, TRAD_BIT, SIMP_BIT = 1, 2, 4, 8, 16
+TABLE_SIZE = 0x110000
+
+
 @dataclass
 class Lexicon:
     yue: re.Pattern
     yue_exceptions: re.Pattern
     mandarin: re.Pattern
-    # Traditional-only characters -> U+E001, Simplified-only -> U+E002 (str.translate beats a huge regex class).
-    script_marks: dict
     en_function: frozenset
-    fold: dict = field(default_factory=dict)
+    classes: np.ndarray  # uint8 class bits per code point
+    fold: np.ndarray  # uint32 code point -> its Simplified form (itself when none)
+
+
+def _class_table(trad_only: list[str], simp_only: list[str]) -> np.ndarray:
+    table = np.zeros(TABLE_SIZE, dtype=np.uint8)
+    for bit, pattern in ((HAN_BIT, HAN), (KANA_BIT, KANA), (OTHER_BIT, OTHER_SCRIPT)):
+        for lo, hi in re.findall(r"(\\?[^-\\]|\\U[0-9a-f]{8}|\\u[0-9a-f]{4})-(\\?[^-\\]|\\U[0-9a-f]{8}|\\u[0-9a-f]{4})",
+                                 pattern.pattern):
+            table[ord(lo):ord(hi) + 1] |= bit
+    table[[ord(c) for c in trad_only]] |= TRAD_BIT
+    table[[ord(c) for c in simp_only]] |= SIMP_BIT
+    return table
 
 
 @lru_cache(maxsize=1)
@@ -69,20 +82,38 @@ def lexicon() -> Lexicon:
     t2s, s2t = _opencc_table("TSCharacters.txt"), _opencc_table("STCharacters.txt")
     trad_only = sorted(k for k, v in t2s.items() if len(k) == 1 and k not in v)
     simp_only = sorted(k for k, v in s2t.items() if len(k) == 1 and k not in v)
-    fold = {ord(k): v[0] for k, v in t2s.items() if len(k) == 1 and len(v[0]) == 1 and k != v[0]}
+    fold = np.arange(TABLE_SIZE, dtype=np.uint32)
+    for k, v in t2s.items():
+        if len(k) == 1 and len(v[0]) == 1:
+            fold[ord(k)] = ord(v[0])
     return Lexicon(
         yue=_alternation(read_list("yue_markers.txt")),
         yue_exceptions=_alternation(read_list("yue_marker_exceptions.txt")),
         mandarin=_alternation(read_list("mandarin_markers.txt")),
-        script_marks={**{ord(c): TRAD_MARK for c in trad_only}, **{ord(c): SIMP_MARK for c in simp_only}},
         en_function=frozenset(read_list("en_function_words.txt")),
+        classes=_class_table(trad_only, simp_only),
         fold=fold,
     )
 
 
+def codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def fold_codepoints(points: np.ndarray) -> np.ndarray:
+    """Character-level Traditional -> Simplified fold (OpenCC's first candidate); for dedup keys only."""
+    return lexicon().fold[points]
+
+
 def fold_to_simplified(text: str) -> str:
-    """Character-level Traditional -> Simplified fold (OpenCC's first candidate); used for dedup keys only."""
-    return text.translate(lexicon().fold)
+    return fold_codepoints(codepoints(text)).tobytes().decode("utf-32-le")
+
+
+def script_counts(text: str) -> dict[str, int]:
+    """Han, kana, other-script, Traditional-only and Simplified-only character counts."""
+    classes = lexicon().classes[codepoints(text)]
+    return {name: int(np.count_nonzero(classes & bit)) for name, bit in
+            (("han", HAN_BIT), ("kana", KANA_BIT), ("other", OTHER_BIT), ("trad", TRAD_BIT), ("simp", SIMP_BIT))}
 
 
 @dataclass
@@ -104,31 +135,30 @@ class LangResult:
         return self.han + 2 * self.latin_words
 
 
-def _chinese_variety(text: str, han: int, opts) -> tuple[str, int, int]:
+def _chinese_variety(text: str, counts: dict[str, int], opts) -> tuple[str, int, int]:
     lex = lexicon()
     yue = len(lex.yue.findall(text)) - len(lex.yue_exceptions.findall(text))
     mandarin = len(lex.mandarin.findall(text))
     if yue > 0 and yue >= opts.yue_over_mandarin * mandarin:
         return "yue", yue, mandarin
-    marked = text.translate(lex.script_marks)
-    trad, simp = marked.count(TRAD_MARK), marked.count(SIMP_MARK)
+    trad, simp = counts["trad"], counts["simp"]
     if trad == simp:
         return opts.neutral_script, yue, mandarin
     return ("zh-Hant" if trad > simp else "zh-Hans"), yue, mandarin
 
 
-def _latin_language(text: str, words: int, opts) -> str:
+def _latin_language(words: list[str], opts) -> str:
     function = lexicon().en_function
-    hits = sum(1 for w in LATIN_WORD.findall(text.lower()) if w in function)
-    return "en" if hits >= opts.en_function_word_share * words else "other"
+    hits = sum(1 for w in words if w.lower() in function)
+    return "en" if hits >= opts.en_function_word_share * len(words) else "other"
 
 
 def classify_block(text: str, opts) -> LangResult:
     """One label for a block of text; `undecided` when it has fewer than opts.min_letters letters."""
-    han = len(HAN.findall(text))
-    words = len(LATIN_WORD.findall(text))
-    kana = len(KANA.findall(text))
-    other = len(OTHER_SCRIPT.findall(text))
+    counts = script_counts(text)
+    han, kana, other = counts["han"], counts["kana"], counts["other"]
+    word_list = LATIN_WORD.findall(text)
+    words = len(word_list)
     total = han + words + kana + other
     result = LangResult("undecided", han=han, latin_words=words)
     if total < opts.min_letters:
@@ -136,9 +166,9 @@ def classify_block(text: str, opts) -> LangResult:
     if kana >= 0.1 * (han + kana) and kana >= 3:
         result.language = "other"  # Japanese: kana among the Han characters
     elif han >= opts.han_share * total:
-        result.language, result.yue_markers, result.mandarin_markers = _chinese_variety(text, han, opts)
+        result.language, result.yue_markers, result.mandarin_markers = _chinese_variety(text, counts, opts)
     elif words >= opts.latin_share * total:
-        result.language = _latin_language(text, words, opts)
+        result.language = _latin_language(word_list, opts)
     elif other >= 0.5 * total:
         result.language = "other"
     else:

@@ -62,7 +62,7 @@ def test_exact_duplicates_in_reviews_are_removed(tmp_path, shared_data):
     assert len(texts) == len(set(texts))
     # Every kept review that the input repeats was kept once; the other copies are exact duplicates.
     extra = sum(copies[t] - 1 for t in texts if t in copies)
-    assert extra >= 5
+    assert extra >= 3
     assert report["removed_by_reason"]["dedup_exact"]["docs"] >= extra
 
 
