@@ -162,3 +162,11 @@ def test_build_sampler_from_config(tokenizer, shared_data: Path) -> None:
     assert set(langs) == {"en", "yue"}
     with pytest.raises(ValueError):
         pack_conversations([(np.arange(10), np.ones(10, bool), "x")], 5, 0)
+
+
+def test_quickstart_sft_section_loads(repo_root: Path) -> None:
+    from triglot.config import load_config
+
+    cfg = load_config(repo_root / "configs/experiments/quickstart.yaml")
+    counts = {d.name: len(load_conversations(d)) for d in cfg.sft.datasets}
+    assert counts["alpaca_en"] == counts["alpaca_zh"] == 600 and counts["seed_en"] >= 175 and counts["alpaca_yue"] > 300
