@@ -169,4 +169,4 @@ def test_quickstart_sft_section_loads(repo_root: Path) -> None:
 
     cfg = load_config(repo_root / "configs/experiments/quickstart.yaml")
     counts = {d.name: len(load_conversations(d)) for d in cfg.sft.datasets}
-    assert counts["alpaca_en"] == counts["alpaca_zh"] == 600 and counts["seed_en"] >= 175 and counts["alpaca_yue"] > 300
+    assert counts["alpaca_en"] == counts["alpaca_zh"] == 600 and counts["seed_en"] >= 175 and counts["alpaca_yue"] >= 190
