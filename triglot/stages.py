@@ -42,7 +42,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("tokenizer", "tokenizer.train:run_tokenizer_stage", ("tokenizer", "train")),
         StageSpec("pack", "tokenizer.pack:run_pack_stage", ("data", "pack")),
         StageSpec("train", "train.trainer:run_train_stage", ("train",), distributed=True),
-        StageSpec("sft", "train.trainer:run_train_stage", ("train",), distributed=True),
+        StageSpec("sft", "train.sft.stage:run_sft_stage", ("sft",), distributed=True),
         StageSpec("eval", "eval.runner:run_eval_stage", ("eval",), distributed=True),
     )
 }
