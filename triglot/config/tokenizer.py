@@ -87,7 +87,7 @@ class TokenizerSection:
     # Every digit its own token, so numbers are split the same way wherever they appear.
     split_digits: bool = True
     # Characters drawn from the clean output for training, shared out by language_ratios.
-    sample_chars: int = 3_000_000
+    sample_chars: int = 2_000_000
     language_ratios: dict[str, float] = field(default_factory=_default_ratios)
     sample_seed: int = 1234
     special_tokens: SpecialTokens = field(default_factory=SpecialTokens)
@@ -110,7 +110,7 @@ class PackSection:
     # Worker processes; 0 means one per CPU core.
     workers: int = 0
     # Documents per output shard; each shard is one unit of work and of resumption.
-    docs_per_shard: int = 20_000
+    docs_per_shard: int = 5_000
     # Documents per encode_batch call inside a worker.
     batch_size: int = 1000
     # Put BOS before every document (EOS always ends one).
