@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from train.data import BatchLayout
+from triglot.config import to_container
 from triglot.dist import DistEnv
 from triglot.errors import ConfigError
 
@@ -83,7 +84,7 @@ def deepspeed_config(cfg: Any, layout: BatchLayout, rank: int) -> dict:
         opt = train.optimizer
         config["optimizer"] = {"type": "AdamW", "params": {"lr": train.lr, "betas": list(opt.betas), "eps": opt.eps,
                                                            "weight_decay": opt.weight_decay}}
-    return _merge(config, dict(train.deepspeed))
+    return _merge(config, to_container(train.deepspeed))
 
 
 def _merge(base: dict, extra: dict) -> dict:

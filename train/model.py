@@ -67,7 +67,8 @@ def build_model(cfg: Any, vocab_size: int, tokenizer: Any = None, init_context: 
         with ctx:
             model = LlamaForCausalLM(config)
     if cfg.hardware.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 

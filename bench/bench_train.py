@@ -1,0 +1,198 @@
+"""Training throughput against a hand-written DDP loop, and ZeRO-3 against ZeRO-0 memory per rank.
+
+Run `python -m bench.bench_train` from the repo root; it updates the bench_train section of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bench.report import machine_description, markdown_table, update_section
+from triglot.testing import run_torchrun, write_synthetic_pack
+
+STEPS, WARMUP = 60, 10
+SEQ_LEN, GLOBAL_BATCH, MICRO = 256, 8, 4
+VOCAB = 8000
+MEMORY_MODEL = {"hidden_size": 256, "intermediate_size": 704, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4}
+
+
+def experiment(path: Path, run_dir: Path, data: Path, **overrides) -> Path:
+    train = {"steps": STEPS, "seq_len": SEQ_LEN, "global_batch_size": GLOBAL_BATCH, "micro_batch_size": MICRO,
+             "lr": 1e-3, "warmup_steps": 5, "zero_stage": 2, "data_dir": str(data),
+             "checkpoint": {"every": 0, "export_hf": False}}
+    config = {"defaults": {"model": "tiny", "hardware": "cpu"}, "run": {"name": "bench", "dir": str(run_dir)},
+              "tracking": {"mode": "disabled"}, "train": train}
+    for key, value in overrides.items():
+        config.setdefault(key, {}).update(value)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+# ---- worker modes (run under torchrun) ---------------------------------------------------------
+
+
+def ddp_worker(config: str, out: str) -> None:
+    """The baseline: plain DDP over gloo, same model, same samples, mean loss, AdamW, clipping."""
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
+
+    from train.data import MixtureSampler, collate, split_documents
+    from train.engine import batch_layout
+    from train.model import build_model
+    from triglot.config import load_config
+    from triglot.packed import PackedDataset
+
+    cfg = load_config(config)
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    packed = PackedDataset(cfg.train.data_dir)
+    docs, _ = split_documents(packed, 0.0, cfg.run.seed)
+    sampler = MixtureSampler(packed, docs, cfg.train.seq_len, cfg.run.seed, {}, "language")
+    layout = batch_layout(cfg.train, cfg.hardware, world)
+    model = DistributedDataParallel(build_model(cfg, packed.vocab_size))
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    tokens, start = 0, 0.0
+    for step in range(cfg.train.steps):
+        if step == WARMUP:
+            dist.barrier()
+            start, tokens = time.perf_counter(), 0
+        batch = collate([sampler[i] for i in layout.indices(step, rank)[0]])
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), batch["labels"].view(-1), ignore_index=-100)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        tokens += batch["input_ids"].numel() * world
+    dist.barrier()
+    if rank == 0:
+        Path(out).write_text(json.dumps({"tokens_per_s": tokens / (time.perf_counter() - start)}))
+
+
+def state_bytes(engine) -> int:
+    """Bytes of parameters and optimizer state held by this rank (shared storage counted once)."""
+    import torch
+
+    seen: set[int] = set()
+    total = 0
+
+    def add(t) -> None:
+        nonlocal total
+        if not isinstance(t, torch.Tensor) or t.numel() == 0:
+            return
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+
+    for p in engine.module.parameters():
+        add(p.ds_tensor if hasattr(p, "ds_tensor") else p.data)
+    inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    for group in inner.param_groups:
+        for p in group["params"]:
+            add(p)
+    for state in inner.state.values():
+        for value in state.values():
+            add(value)
+    return total
+
+
+def memory_worker(config: str, out: str) -> None:
+    """One real optimizer step under the configured ZeRO stage, then the state bytes of each rank."""
+    import torch.distributed as dist
+
+    from train.engine import init_distributed
+    from train.trainer import Trainer, resolve_inputs
+    from triglot.config import load_config
+    from triglot.dist import read_dist_env
+
+    cfg = load_config(config)
+    init_distributed(cfg, read_dist_env())
+    trainer = Trainer(cfg, *resolve_inputs(cfg))
+    from train.data import collate
+
+    groups = trainer.layout.indices(0, trainer.rank)
+    trainer.train_step(1, [collate([trainer.sampler[i] for i in g]) for g in groups])
+    sizes = [None] * dist.get_world_size()
+    dist.all_gather_object(sizes, state_bytes(trainer.engine))
+    if trainer.rank == 0:
+        Path(out).write_text(json.dumps({"bytes_per_rank": sizes}))
+
+
+# ---- the benchmark -----------------------------------------------------------------------------
+
+
+def triglot_tokens_per_s(run_dir: Path) -> float:
+    records = [json.loads(line) for line in (run_dir / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
+    steps = {r["step"]: r for r in records if "loss" in r}
+    first, last = steps[WARMUP], steps[STEPS]
+    tokens = (STEPS - WARMUP) * GLOBAL_BATCH * SEQ_LEN
+    return tokens / (last["time"] - first["time"])
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = write_synthetic_pack(tmp / "packed", vocab_size=VOCAB, docs=3000, min_len=50, max_len=800)
+        exp = experiment(tmp / "train.yaml", tmp / "run", data)
+        run_torchrun(2, ["train", str(exp)], timeout=900)
+        ours = triglot_tokens_per_s(tmp / "run")
+        run_torchrun(2, ["--ddp-worker", str(exp), str(tmp / "ddp.json")], script=__file__, timeout=900)
+        ddp = json.loads((tmp / "ddp.json").read_text())["tokens_per_s"]
+        memory = {}
+        for stage in (0, 3):
+            mexp = experiment(tmp / f"mem{stage}.yaml", tmp / f"mem{stage}", data, model=MEMORY_MODEL,
+                              train={"zero_stage": stage, "steps": 1})
+            run_torchrun(2, ["--memory-worker", str(mexp), str(tmp / f"mem{stage}.json")], script=__file__,
+                         timeout=900)
+            memory[stage] = json.loads((tmp / f"mem{stage}.json").read_text())["bytes_per_rank"]
+    report(ours, ddp, memory)
+
+
+def report(ours: float, ddp: float, memory: dict) -> None:
+    speed = ours / ddp
+    mem = max(memory[3]) / max(memory[0])
+    rows = [
+        ["tokens/s, triglot train (ZeRO-2, 2 ranks, fp32, tiny)", f"{ours:,.0f}", ""],
+        ["tokens/s, hand-written DDP loop (same model, data, batch)", f"{ddp:,.0f}", ""],
+        ["throughput ratio (goal >= 0.9)", f"{speed:.3f}", "met" if speed >= 0.9 else "NOT met"],
+        ["params + optimizer per rank, ZeRO-0 (MiB)", f"{max(memory[0]) / 2**20:.2f}", ""],
+        ["params + optimizer per rank, ZeRO-3 (MiB)", f"{max(memory[3]) / 2**20:.2f}", ""],
+        ["memory ratio ZeRO-3 / ZeRO-0 (goal <= 0.6)", f"{mem:.3f}", "met" if mem <= 0.6 else "NOT met"],
+    ]
+    body = "\n".join([
+        "## Training (`bench/bench_train.py`)", "",
+        f"Machine: {machine_description()}", "",
+        f"Throughput: {STEPS} steps of global batch {GLOBAL_BATCH} x {SEQ_LEN} tokens, timed from step {WARMUP} "
+        "(wall clock of the whole loop for triglot, including metrics and the per-step all-reduces). "
+        "Memory: bytes of parameters and optimizer state each rank holds after one step, model "
+        f"{MEMORY_MODEL['hidden_size']} wide x {MEMORY_MODEL['num_layers']} layers, vocabulary {VOCAB}.", "",
+        markdown_table(["measure", "value", "goal"], rows),
+    ])
+    update_section("bench_train", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ddp-worker", nargs=2, metavar=("CONFIG", "OUT"))
+    parser.add_argument("--memory-worker", nargs=2, metavar=("CONFIG", "OUT"))
+    args = parser.parse_args()
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if args.ddp_worker:
+        ddp_worker(*args.ddp_worker)
+    elif args.memory_worker:
+        memory_worker(*args.memory_worker)
+    else:
+        main()
+    sys.exit(0)
