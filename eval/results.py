@@ -95,7 +95,7 @@ def summary_markdown(results: dict) -> str:
     """The table a person reads: suites, their categories, perplexity, skipped rows."""
     lines = [f"# Eval of {results['checkpoint']['path']}", ""]
     step = results["checkpoint"].get("step")
-    lines += [f"Step {step}; " if step is not None else "",
+    lines += [(f"Training step {step}; " if step is not None else "") +
               f"{results['settings']['num_fewshot']}-shot, {results['settings']['mode']} scoring; "
               f"{results['timing']['questions']} questions in {results['timing']['seconds']:.1f} s "
               f"on {results['timing']['world_size']} rank(s).", "",
