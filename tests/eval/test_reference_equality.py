@@ -84,3 +84,31 @@ def test_two_ranks_match_reference(tmp_path: Path, benchmarks: Path, tiny_hf: Pa
     samples = _samples(out_dir)
     assert len(samples) == 30
     _check_against_reference(samples, reference_model, 512, "letter")
+
+
+def test_heldout_perplexity_matches_plain_forward(tmp_path: Path, shared_data: Path, benchmarks: Path,
+                                                  tiny_hf: Path, reference_model, eval_config) -> None:
+    import math
+
+    import torch
+
+    en = tmp_path / "en.txt"
+    en.write_text((shared_data / "corpora/en/en_tinyshakespeare/input.txt").read_text(encoding="utf-8")[:3000],
+                  encoding="utf-8")
+    yue = shared_data / "corpora/yue/yue_commonvoice/yue_commonvoice_sentences.txt"
+    heldout = [{"language": "en", "path": str(en)}, {"language": "yue", "path": str(yue), "max_chars": 2000}]
+    cfg = eval_config(tmp_path, benchmarks, checkpoint=str(tiny_hf), subjects=["mmlu/anatomy"], limit_per_subject=1,
+                      heldout=heldout, max_length=128)
+    ppl = json.loads((Path(run_eval_stage(cfg)["out_dir"]) / "results.json").read_text(encoding="utf-8"))["perplexity"]
+    model, tokenizer = reference_model
+    for lang, text in (("en", en.read_text(encoding="utf-8")), ("yue", yue.read_text(encoding="utf-8")[:2000])):
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        nll = 0.0
+        for start in range(0, len(ids), 127):  # windows of 127 text tokens after BOS
+            window = [tokenizer.bos_token_id] + ids[start:start + 127]
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([window])).logits[0].float(), -1)
+            nll -= float(logp[:-1].gather(1, torch.tensor(window[1:])[:, None]).sum())
+        assert ppl[lang]["tokens"] == len(ids) and ppl[lang]["characters"] == len(text)
+        assert ppl[lang]["perplexity"] == pytest.approx(math.exp(nll / len(ids)), rel=1e-5)
+        assert ppl[lang]["bits_per_character"] == pytest.approx(nll / math.log(2) / len(text), rel=1e-5)
