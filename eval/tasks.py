@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eval.suites import SUITES, LoadReport, Question, Suite, open_suite
+from triglot.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def _wanted(suite: str, subject: str, only: Iterable[str]) -> bool:
 
 def load_suites(ecfg: Any) -> list[LoadedSuite]:
     """Questions of every configured suite (subject filter and per-subject limit applied)."""
-    loaded = []
+    loaded, matched = [], set()
     for name in list(ecfg.suites) or list(SUITES):
         suite = open_suite(name, ecfg.benchmarks_dir)
         split = ecfg.splits.get(name, suite.default_split)
@@ -44,9 +45,14 @@ def load_suites(ecfg: Any) -> list[LoadedSuite]:
         for subject in suite.subjects():
             if not _wanted(name, subject, ecfg.subjects):
                 continue
+            matched |= {subject, f"{name}/{subject}"}
             rows = suite.load(subject, split, report)
             questions += rows[: ecfg.limit_per_subject] if ecfg.limit_per_subject > 0 else rows
         loaded.append(LoadedSuite(suite, split, questions, report))
+    unknown = [s for s in ecfg.subjects if s not in matched]
+    if unknown:
+        raise ConfigError(f"eval.subjects: {', '.join(unknown)} match no subject of the suites scored "
+                          f"({', '.join(ls.suite.name for ls in loaded)}); use 'subject' or 'suite/subject'")
     return loaded
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from eval.suites import SUITES, LoadReport, open_suite
 from eval.tasks import build_requests, load_suites
-from triglot.errors import InputError
+from triglot.errors import ConfigError, InputError
 
 # README table folder (and HKCanto set) -> suite name here.
 README_NAMES = {"cmmlu": "cmmlu", "ceval": "ceval", "mmlu": "mmlu", "canto-mmlu": "hkcanto-mmlu",
@@ -110,6 +110,8 @@ def test_missing_or_empty_suite_folder_is_an_input_error(benchmarks: Path, tmp_p
     root = _copy_suite(benchmarks, tmp_path)
     with pytest.raises(InputError, match=re.escape(str(root / "cmmlu" / "data" / "test"))):
         load_suites(eval_config(tmp_path, root, suites=["cmmlu"], subjects=[]).eval)
+    with pytest.raises(ConfigError, match="mmlu/nonexistent"):
+        load_suites(eval_config(tmp_path, root, suites=["mmlu"], subjects=["mmlu/nonexistent"]).eval)
     (root / "ceval" / "val").mkdir(parents=True)
     with pytest.raises(InputError, match=re.escape(str(root / "ceval" / "val"))):
         load_suites(eval_config(tmp_path, root, suites=["ceval"], subjects=[]).eval)
