@@ -130,16 +130,3 @@ def build_engine(cfg: Any, model: Any, layout: BatchLayout, rank: int) -> tuple[
                                            model_parameters=groups if optimizer is None else None,
                                            lr_scheduler=scheduler, config=ds_config)
     return engine, ds_config
-
-
-def zero3_init_context(cfg: Any, ds_config: dict) -> Any:
-    """deepspeed.zero.Init so a ZeRO-3 model is built sharded instead of whole on every rank."""
-    import deepspeed
-
-    return deepspeed.zero.Init(config_dict_or_path=ds_config, dtype=_dtype(cfg))
-
-
-def _dtype(cfg: Any) -> Any:
-    import torch
-
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.hardware.precision.value]

@@ -49,7 +49,7 @@ def llama_config(model_cfg: Any, vocab_size: int, attention: str = "sdpa", token
 def build_model(cfg: Any, vocab_size: int, tokenizer: Any = None, init_context: Any = None) -> Any:
     """A fresh Llama from cfg.model, or cfg.model.pretrained; embeddings grown to the tokenizer's size."""
     import torch
-    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     attention = cfg.hardware.attention.value
     ctx = init_context or nullcontext()
@@ -64,8 +64,10 @@ def build_model(cfg: Any, vocab_size: int, tokenizer: Any = None, init_context: 
     else:
         config = llama_config(cfg.model, vocab_size, attention, tokenizer)
         torch.manual_seed(int(cfg.run.seed))
+        # from_config builds under ZeRO-3's zero.Init when a HfDeepSpeedConfig is alive, and then
+        # initialises the sharded weights correctly (gathering where it must).
         with ctx:
-            model = LlamaForCausalLM(config)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     if cfg.hardware.activation_checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from train import checkpoint as ckpt
 from train.coordination import NonFiniteLoss, Preempted, StopRequest, is_oom, oom_message, preflight
 from train.data import MixtureSampler, Prefetcher, split_documents
-from train.engine import batch_layout, build_engine, deepspeed_config, init_distributed, zero3_init_context
+from train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
 from train.metrics import SampleLog, StepMetrics, validate
 from train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
 from triglot.config import to_container, to_yaml
@@ -90,20 +90,16 @@ class Trainer:
         self.stop = StopRequest().install()
 
     def _engine(self) -> Any:
-        import deepspeed
-
-        zero3 = self.cfg.train.zero_stage == 3
         ds_config = deepspeed_config(self.cfg, self.layout, self.rank)
-        if zero3 and self.cfg.model.pretrained:
+        if self.cfg.train.zero_stage == 3:
             from transformers.integrations import HfDeepSpeedConfig
 
-            self._hf_ds = HfDeepSpeedConfig(ds_config)  # from_pretrained loads straight into shards
-        ctx = zero3_init_context(self.cfg, ds_config) if zero3 and not self.cfg.model.pretrained else None
-        model = build_model(self.cfg, self.vocab_size, self.tokenizer, init_context=ctx)
+            # While this object lives, transformers builds and loads models sharded (zero.Init).
+            self._hf_ds = HfDeepSpeedConfig(ds_config)
+        model = build_model(self.cfg, self.vocab_size, self.tokenizer)
         if self.cfg.hardware.compile:
             model.compile()
         engine, self.ds_config = build_engine(self.cfg, model, self.layout, self.rank)
-        del deepspeed
         return engine
 
     # ---- one optimizer step ------------------------------------------------------------------
