@@ -69,7 +69,8 @@ def run_experiment(cfg: Any, force: bool = False, only: list[str] | None = None)
             continue
         log.info("== stage %s", name)
         nproc = int(cfg.run.nproc_per_node)
-        if spec.distributed and nproc > 1:
+        if spec.distributed:
+            # Always under torchrun, one process or many: ranks get the same environment either way.
             cmd = torchrun_command(nproc, [*spec.command, str(resolved), *(["--force"] if force else [])])
             env = {**os.environ, **{k: str(v) for k, v in cfg.hardware.env.items()}}
             result = subprocess.run(cmd, env=env)

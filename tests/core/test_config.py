@@ -92,6 +92,8 @@ def test_malformed_inputs(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         compose({}, ["train.lr"])
+    with pytest.raises(ConfigError, match="cannot parse overrides"):
+        compose({}, ["run.name='; rm -rf ~ #"])
 
 
 def test_every_shipped_yaml_validates(repo_root: Path) -> None:

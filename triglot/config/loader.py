@@ -176,8 +176,9 @@ def compose(experiment: dict, overrides: Sequence[str] = (), root: Path | None =
     if dotted:
         try:
             layer = OmegaConf.from_dotlist(list(dotted))
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"cannot parse overrides {list(dotted)}: {str(err).splitlines()[0]}") from None
+        except (OmegaConfBaseException, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot parse overrides {list(dotted)}: {str(err).splitlines()[0]} "
+                              "(quote values for the shell, e.g. run.name='\"my run\"')") from None
         cfg = _merge(cfg, layer, "command line")
     try:
         OmegaConf.resolve(cfg)
