@@ -61,17 +61,17 @@ def start_torchrun(nproc: int, args: Sequence[str], script: str | None = None, e
 
 
 def worker_pids(launcher_pid: int) -> dict[int, int]:
-    """rank -> pid of the workers a torchrun process started."""
+    """rank -> pid of the worker processes a torchrun process started (its direct children)."""
     import psutil
 
     pids = {}
-    for child in psutil.Process(launcher_pid).children(recursive=True):
+    for child in psutil.Process(launcher_pid).children(recursive=False):
         try:
             rank = child.environ().get("RANK")
         except (psutil.AccessDenied, psutil.NoSuchProcess):
             continue
-        if rank is not None and "triglot" in " ".join(child.cmdline()) or (rank is not None and "python" in child.name()):
-            pids.setdefault(int(rank), child.pid)
+        if rank is not None:
+            pids[int(rank)] = child.pid
     return pids
 
 

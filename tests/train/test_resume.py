@@ -18,7 +18,7 @@ from triglot.testing import run_torchrun, start_torchrun, worker_pids
 
 pytestmark = pytest.mark.distributed
 
-STEPS = 24
+STEPS = 36
 SETTINGS = {"steps": STEPS, "log_samples": True, "checkpoint": {"every": 3, "keep_last": 2, "export_hf": False}}
 
 
