@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import shutil
@@ -77,11 +78,22 @@ def resolve_sources(data: Any) -> list[tuple[Any, list[Path]]]:
     return resolved
 
 
+def pipeline_fingerprint() -> str:
+    """Hash of this package's code and word lists: cached units are reused only by the same pipeline."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted([*package.glob("*.py"), *package.glob("resources/*")]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def work_dir(out_dir: Path, cfg: Any) -> Path:
-    """Unit outputs live under a folder named by the config (minus settings that do not change them)."""
+    """Unit outputs live under a folder named by the config (minus settings that do not change them)
+    and the pipeline's code, so a rerun or a later shard reuses finished units and nothing stale."""
     plain = OmegaConf.to_container(cfg.data, resolve=True) if OmegaConf.is_config(cfg.data) else dict(cfg.data)
     for key in ("workers", "output_dir", "rows_per_part", "name"):
         plain.pop(key, None)
+    plain["pipeline"] = pipeline_fingerprint()
     return out_dir / "_work" / config_hash(plain)
 
 
@@ -169,6 +181,9 @@ def _merge(cfg: Any, data: Any, out_dir: Path, units: list[WorkUnit], units_dir:
         raise InputError(f"{len(missing)} of {len(units)} work units are not done (first: {missing[0]}); "
                          f"run the missing `triglot data clean --shard I/N` tasks first")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / "_work").glob("*"):
+        if stale != units_dir.parent and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)  # units of an older config or pipeline version
     parts, kept = merge_units([units_dir / f"{u.uid}.parquet" for u in units], out_dir, data, stats)
     report = build_report(stats, kept, time.time() - started, workers)
     report_files = write_report(out_dir, report)

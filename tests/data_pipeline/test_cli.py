@@ -84,3 +84,23 @@ def test_every_shipped_data_config_loads(repo_root):
         data = data_options(cfg)
         validate(data)
         assert all(files for _, files in resolve_sources(data)), path
+
+
+def test_finished_units_are_not_redone(tmp_path, shared_data):
+    from clean_helpers import clean_config
+
+    from data_pipeline.clean import run_clean_stage
+
+    path = shared_data / "corpora/zh_hans/zh_hans_cmrc2018/cmrc2018_contexts.jsonl"
+    cfg = clean_config(tmp_path / "run", [{"name": "cmrc", "paths": [str(path)], "format": "jsonl"}],
+                       max_docs_per_source=200, unit_bytes=400_000)
+    first = run_clean_stage(cfg, shard=(0, 2))
+    units = sorted((tmp_path / "run/data/clean/_work").glob("*/units/*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in units}
+    assert first["units"] == len(units) >= 1
+    run_clean_stage(cfg, shard=(0, 2))
+    assert {p: p.stat().st_mtime_ns for p in units} == stamps
+    run_clean_stage(cfg, shard=(1, 2))
+    result = run_clean_stage(cfg)  # all units done: only the merge runs
+    assert {p: p.stat().st_mtime_ns for p in units} == stamps
+    assert result["counts"]["docs_in"] == 200
