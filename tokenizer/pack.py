@@ -100,17 +100,15 @@ def encode_shard(task: ShardTask, spec: EncodeSpec) -> dict:
     writer = ShardWriter(spec.out_dir, task.name, np.dtype(spec.dtype))
     by_language: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
-    eos = np.array([spec.eos_id], dtype=np.int64)
-    bos = np.array([] if spec.bos_id is None else [spec.bos_id], dtype=np.int64)
-    texts = rows["text"]
+    head = [] if spec.bos_id is None else [spec.bos_id]
+    texts, languages, sources, doc_ids = rows["text"], rows["language"], rows["source"], rows["id"]
     for lo in range(0, len(texts), spec.batch_size):
         encodings = tok.encode_batch_fast(texts[lo:lo + spec.batch_size], add_special_tokens=False)
-        for j, enc in enumerate(encodings):
-            i = lo + j
-            ids = np.concatenate([bos, np.asarray(enc.ids, dtype=np.int64), eos])
-            writer.add(ids, rows["language"][i], rows["source"][i], rows["id"][i])
-            by_language[rows["language"][i]] += len(ids)
-            by_source[rows["source"][i]] += len(ids)
+        for i, enc in enumerate(encodings, start=lo):
+            ids = [*head, *enc.ids, spec.eos_id]
+            writer.add(ids, languages[i], sources[i], doc_ids[i])
+            by_language[languages[i]] += len(ids)
+            by_source[sources[i]] += len(ids)
     shard = writer.close()
     shard.update(tokens_by_language=dict(by_language), tokens_by_source=dict(by_source))
     done = {"run_key": spec.run_key, "task": asdict(task), "shard": shard}
