@@ -107,7 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may also follow options (`eval CONFIG --checkpoint P train.lr=1`): argparse stops
+    # collecting the positional list at the first option, so pick up the `key=value` leftovers here.
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     setup_logging(args.log_level)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

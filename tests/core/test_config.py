@@ -125,3 +125,14 @@ def test_cli_config_show_override_and_error(repo_root: Path) -> None:
     bad = _cli("config", "show", QUICKSTART, "train.lrr=0.001")
     assert bad.returncode == 2
     assert "train.lr" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_overrides_after_options(repo_root: Path) -> None:
+    from triglot.cli import build_parser, main
+
+    assert main(["config", "show", QUICKSTART, "train.lr=0.002"]) == 0
+    parser = build_parser()
+    args, extra = parser.parse_known_args(["run", QUICKSTART, "--only", "clean", "train.lr=0.002"])
+    assert args.only == ["clean", "train.lr=0.002"] or extra == ["train.lr=0.002"]
+    with pytest.raises(SystemExit):
+        main(["config", "show", QUICKSTART, "--bogus"])
