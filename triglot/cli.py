@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     # Overrides may also follow options (`eval CONFIG --checkpoint P train.lr=1`): argparse stops
     # collecting the positional list at the first option, so pick up the `key=value` leftovers here.
@@ -115,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     setup_logging(args.log_level)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

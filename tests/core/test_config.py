@@ -128,11 +128,11 @@ def test_cli_config_show_override_and_error(repo_root: Path) -> None:
 
 
 def test_cli_overrides_after_options(repo_root: Path) -> None:
-    from triglot.cli import build_parser, main
+    from triglot.cli import parse_args
 
-    assert main(["config", "show", QUICKSTART, "train.lr=0.002"]) == 0
-    parser = build_parser()
-    args, extra = parser.parse_known_args(["run", QUICKSTART, "--only", "clean", "train.lr=0.002"])
-    assert args.only == ["clean", "train.lr=0.002"] or extra == ["train.lr=0.002"]
+    args = parse_args(["eval", QUICKSTART, "train.lr=0.1", "--checkpoint", "ckpt", "train.seq_len=64"])
+    assert args.checkpoint == "ckpt" and args.overrides == ["train.lr=0.1", "train.seq_len=64"]
     with pytest.raises(SystemExit):
-        main(["config", "show", QUICKSTART, "--bogus"])
+        parse_args(["config", "show", QUICKSTART, "--bogus"])
+    with pytest.raises(SystemExit):
+        parse_args(["hardware", "train.lr=1"])
