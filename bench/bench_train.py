@@ -18,7 +18,7 @@ import yaml
 from bench.report import machine_description, markdown_table, update_section
 from triglot.testing import run_torchrun, write_synthetic_pack
 
-STEPS, WARMUP = 60, 10
+STEPS, WARMUP, ROUNDS = 50, 10, 3
 SEQ_LEN, GLOBAL_BATCH, MICRO = 256, 8, 4
 VOCAB = 8000
 MEMORY_MODEL = {"hidden_size": 256, "intermediate_size": 704, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4}
@@ -111,6 +111,7 @@ def memory_worker(config: str, out: str) -> None:
     """One real optimizer step under the configured ZeRO stage, then the state bytes of each rank."""
     import torch.distributed as dist
 
+    from train.data import collate
     from train.engine import init_distributed
     from train.trainer import Trainer, resolve_inputs
     from triglot.config import load_config
@@ -119,8 +120,6 @@ def memory_worker(config: str, out: str) -> None:
     cfg = load_config(config)
     init_distributed(cfg, read_dist_env())
     trainer = Trainer(cfg, *resolve_inputs(cfg))
-    from train.data import collate
-
     groups = trainer.layout.indices(0, trainer.rank)
     trainer.train_step(1, [collate([trainer.sampler[i] for i in g]) for g in groups])
     sizes = [None] * dist.get_world_size()
@@ -144,11 +143,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = write_synthetic_pack(tmp / "packed", vocab_size=VOCAB, docs=3000, min_len=50, max_len=800)
-        exp = experiment(tmp / "train.yaml", tmp / "run", data)
-        run_torchrun(2, ["train", str(exp)], timeout=900)
-        ours = triglot_tokens_per_s(tmp / "run")
-        run_torchrun(2, ["--ddp-worker", str(exp), str(tmp / "ddp.json")], script=__file__, timeout=900)
-        ddp = json.loads((tmp / "ddp.json").read_text())["tokens_per_s"]
+        # Alternate the two a few times and keep each one's best, so a busy moment on a shared
+        # machine does not decide the ratio.
+        ours, ddp = 0.0, 0.0
+        for i in range(ROUNDS):
+            exp = experiment(tmp / f"train{i}.yaml", tmp / f"run{i}", data)
+            run_torchrun(2, ["train", str(exp)], timeout=900)
+            ours = max(ours, triglot_tokens_per_s(tmp / f"run{i}"))
+            run_torchrun(2, ["--ddp-worker", str(exp), str(tmp / "ddp.json")], script=__file__, timeout=900)
+            ddp = max(ddp, json.loads((tmp / "ddp.json").read_text())["tokens_per_s"])
         memory = {}
         for stage in (0, 3):
             mexp = experiment(tmp / f"mem{stage}.yaml", tmp / f"mem{stage}", data, model=MEMORY_MODEL,
@@ -173,7 +176,8 @@ def report(ours: float, ddp: float, memory: dict) -> None:
     body = "\n".join([
         "## Training (`bench/bench_train.py`)", "",
         f"Machine: {machine_description()}", "",
-        f"Throughput: {STEPS} steps of global batch {GLOBAL_BATCH} x {SEQ_LEN} tokens, timed from step {WARMUP} "
+        f"Throughput: {STEPS} steps of global batch {GLOBAL_BATCH} x {SEQ_LEN} tokens, timed from step {WARMUP}, "
+        f"best of {ROUNDS} alternating runs each "
         "(wall clock of the whole loop for triglot, including metrics and the per-step all-reduces). "
         "Memory: bytes of parameters and optimizer state each rank holds after one step, model "
         f"{MEMORY_MODEL['hidden_size']} wide x {MEMORY_MODEL['num_layers']} layers, vocabulary {VOCAB}.", "",

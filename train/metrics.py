@@ -26,12 +26,15 @@ class StepMetrics:
         self.peak = peak_flops(cfg.hardware) * trainer.world
         self.last: dict[str, Any] = {}
 
-    def record(self, step: int, out: dict, batches: list[dict], data_wait: float, seconds: float) -> None:
-        t = self.trainer
+    def local_counts(self, batches: list[dict], data_wait: float) -> list[float]:
+        """This rank's input tokens per language, data wait and input tokens (summed over ranks in the step)."""
         tokens = sum(int(mb["input_ids"].numel()) for mb in batches)
-        # Input tokens per language, data wait and token count of this step, summed across ranks.
-        counts = t._all_reduce([float(sum(mb["languages"].get(lang, 0) for mb in batches)) for lang in t.languages]
-                               + [data_wait, float(tokens)])
+        langs = self.trainer.languages
+        return [float(sum(mb["languages"].get(lang, 0) for mb in batches)) for lang in langs] + [data_wait, tokens]
+
+    def record(self, step: int, out: dict, seconds: float) -> None:
+        t = self.trainer
+        counts = out["extra"]
         global_tokens = counts[-1]
         for lang, n in zip(t.languages, counts[:-2], strict=True):
             t.tokens_seen[lang] = t.tokens_seen.get(lang, 0) + int(n)

@@ -69,8 +69,10 @@ def build_model(cfg: Any, vocab_size: int, tokenizer: Any = None, init_context: 
         with ctx:
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     if cfg.hardware.activation_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 

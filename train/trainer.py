@@ -6,6 +6,7 @@ the loss divided by that count, then let DeepSpeed reduce and step. Side concern
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -28,6 +29,7 @@ from triglot.packed import PackedDataset
 from triglot.paths import run_dir, stage_dir
 
 log = logging.getLogger(__name__)
+PREEMPTED = "PREEMPTED"  # marker left in the checkpoint folder by a run stopped by a signal
 
 
 def resolve_inputs(cfg: Any) -> tuple[Path, Path | None]:
@@ -112,8 +114,11 @@ class Trainer:
         dist.all_reduce(t)
         return t.tolist()
 
-    def train_step(self, step: int, micro_batches: list[dict]) -> dict:
-        """Forward/backward every micro-batch and step; gradients equal d(sum loss)/d(theta) / N_global."""
+    def train_step(self, step: int, micro_batches: list[dict], extra: list[float] = ()) -> dict:
+        """Forward/backward every micro-batch and step; gradients equal d(sum loss)/d(theta) / N_global.
+
+        `extra` (per-rank numbers for the metrics) rides on the one all-reduce after the step.
+        """
         local = sum(int((mb["labels"] != -100).sum()) for mb in micro_batches)
         agreed = self._all_reduce([local if r == self.rank else 0 for r in range(self.world)]
                                   + [float(self.stop.requested)])
@@ -122,25 +127,31 @@ class Trainer:
         # DeepSpeed averages gradients over ranks; multiplying by world undoes it (no 1/accumulation:
         # backward is called with scale_wrt_gas=False), so the update sees sum-of-losses / N_global.
         scale = self.world / global_tokens
-        loss_sum, skipped = 0.0, 0
+        skip_mode = self.cfg.train.on_nonfinite.value == "skip"
+        loss_sum, bad, skipped = 0.0, 0.0, 0
         for mb in micro_batches:
             loss, _ = packed_loss_sum(self.engine, mb, self.device)
-            value, bad = self._all_reduce([loss.item() if loss.isfinite() else 0.0, float(not loss.isfinite())])
-            if bad:
+            finite = bool(loss.isfinite())
+            # Skipping needs every rank to agree before backward; stopping can wait for the step's end.
+            if skip_mode and self._all_reduce([float(not finite)])[0]:
                 loss = self._nonfinite(step, loss)
                 skipped += 1
-            loss_sum += value
+            loss_sum += float(loss.item()) if finite else 0.0
+            bad += 0.0 if finite else 1.0
             self.engine.backward(loss * scale, scale_wrt_gas=False)
             self.engine.step()
+        reduced = self._all_reduce([loss_sum, bad, *extra])
+        if reduced[1] and not skip_mode:
+            raise NonFiniteLoss(step, float("nan"))
         norm = self.engine.get_global_grad_norm()
-        if norm is not None and not math.isfinite(float(norm)) and self.cfg.train.on_nonfinite.value == "stop":
+        if norm is not None and not math.isfinite(float(norm)) and not skip_mode:
             raise NonFiniteLoss(step, float(norm), what="gradient norm")
-        return {"loss": loss_sum / global_tokens, "tokens_per_rank": per_rank, "global_tokens": global_tokens,
-                "stop": stop, "skipped_batches": skipped}
+        return {"loss": reduced[0] / global_tokens, "tokens_per_rank": per_rank, "global_tokens": global_tokens,
+                "stop": stop, "skipped_batches": skipped, "extra": reduced[2:]}
 
     def _nonfinite(self, step: int, loss: Any) -> Any:
         if self.cfg.train.on_nonfinite.value == "stop" or self.cfg.train.zero_stage == 3:
-            raise NonFiniteLoss(step, float(loss.item()))
+            raise NonFiniteLoss(step, float("nan"))
         log.warning("non-finite loss at step %d: dropping that micro-batch", step)
         # A zero that reaches every parameter, so DeepSpeed's gradient hooks run as usual.
         return sum(p.sum() for p in self.engine.module.parameters()) * 0.0
@@ -167,6 +178,8 @@ class Trainer:
 
         self.tokens_seen: dict[str, int] = {}
         start = self.resume()
+        if self.rank == 0:
+            (self.root / PREEMPTED).unlink(missing_ok=True)
         steps = int(self.cfg.train.steps)
         tracker = start_tracker(self.cfg, run_dir(self.cfg), "train", rank=self.rank, metrics_dir=self.root)
         metrics = StepMetrics(self, tracker)
@@ -178,15 +191,16 @@ class Trainer:
                 step, indices, batches, wait = loader.next()
                 t0 = time.perf_counter()
                 lr = self.engine.get_lr()[0]
-                out = self._guarded_step(step, batches) | {"lr": lr}
+                out = self._guarded_step(step, batches, metrics.local_counts(batches, wait)) | {"lr": lr}
                 last = step + 1
-                metrics.record(last, out, batches, wait, time.perf_counter() - t0)
+                metrics.record(last, out, time.perf_counter() - t0)
                 if samples:
                     samples.write(last, indices)
                 self._validate_if_due(last, tracker)
                 if out["stop"] or self._checkpoint_due(last):
                     folder = self.save(last)
                     if out["stop"]:
+                        self._mark_preempted(last, folder)
                         raise Preempted(last, str(folder))
         finally:
             loader.close()
@@ -194,9 +208,14 @@ class Trainer:
             tracker.finish()
         return metrics.summary(last)
 
-    def _guarded_step(self, step: int, batches: list[dict]) -> dict:
+    def _mark_preempted(self, step: int, folder: Path) -> None:
+        """`<checkpoints>/PREEMPTED` tells a launcher (torchrun itself exits 1) that a requeue resumes."""
+        if self.rank == 0:
+            (self.root / PREEMPTED).write_text(json.dumps({"step": step, "checkpoint": str(folder)}) + "\n")
+
+    def _guarded_step(self, step: int, batches: list[dict], extra: list[float]) -> dict:
         try:
-            return self.train_step(step + 1, batches)
+            return self.train_step(step + 1, batches, extra)
         except RuntimeError as err:
             if is_oom(err):
                 raise MemoryError(oom_message(step + 1, self.cfg, err)) from err

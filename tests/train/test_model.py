@@ -28,7 +28,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
         loss, n = packed_loss_sum(model, _batch(), "cpu")
         (loss / n).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    assert model.is_gradient_checkpointing
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
 
 

@@ -80,8 +80,13 @@ def test_signal_stop_then_resume_is_exact(tmp_path, packed_dir, reference):
     assert proc.returncode != 0 and f"exitcode  : {EXIT_PREEMPTED}" in log.replace("exitcode: ", "exitcode  : ")
     stopped = max(read_metrics(run))
     assert stopped < STEPS and (run / "checkpoints" / f"step-{stopped:08d}" / "COMPLETE").is_file()
+    assert json.loads((run / "checkpoints" / "PREEMPTED").read_text())["step"] == stopped
     run_torchrun(2, ["train", str(exp)], timeout=400)
     _assert_same_run(run, reference)
+    assert not (run / "checkpoints" / "PREEMPTED").exists()
+    # keep_last=2: only the two newest checkpoints remain.
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == [
+        f"step-{STEPS - 3:08d}", f"step-{STEPS:08d}"]
 
 
 def test_kill_one_rank_then_resume_is_exact(tmp_path, packed_dir, reference):
