@@ -105,6 +105,15 @@ def time_triglot(sources: list[dict], workers: int, out: Path, extra: dict | Non
     return {"seconds": seconds, "docs": manifest["counts"]["docs_in"], "kept": manifest["counts"]["kept"]}
 
 
+def _xxhash_accepts_str() -> None:
+    """xxhash 4 no longer hashes str; datatrove 0.10 passes str. Encode first (what datatrove would need to do)."""
+    import xxhash
+    from datatrove.utils.hashes import xxhash as dt_xxhash
+
+    dt_xxhash.xxhash32 = lambda data: xxhash.xxh32_intdigest(data.encode() if isinstance(data, str) else data)
+    dt_xxhash.xxhash64 = lambda data: xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
+
+
 def time_datatrove(folder_sources: list[tuple[str, str, str, str]], work: Path) -> dict:
     """Reading (JSONL, CSV), Gopher quality filter and the four MinHash dedup stages, one task each."""
     from datatrove.executor import LocalPipelineExecutor
@@ -119,6 +128,7 @@ def time_datatrove(folder_sources: list[tuple[str, str, str, str]], work: Path) 
     from datatrove.pipeline.readers import CSVReader, JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
+    _xxhash_accepts_str()
     config = MinhashConfig()
 
     def readers() -> list:
@@ -151,7 +161,9 @@ def bench_throughput(tmp: Path) -> tuple[str, bool, bool]:
     sources = all_sources["sources"]
     mb = _input_bytes(sources) / 1e6
     one = time_triglot(sources, 1, tmp / "w1", extra)
+    print(f"triglot all sources, 1 worker: {one}", flush=True)
     two = time_triglot(sources, 2, tmp / "w2", extra)
+    print(f"triglot all sources, 2 workers: {two}", flush=True)
     speedup = one["seconds"] / two["seconds"]
     rows = [[f"triglot full clean, {w} worker(s)", r["docs"], f"{mb:.1f}", f"{r['seconds']:.1f}",
              f"{r['docs'] / r['seconds'] / w:.0f}", f"{mb / r['seconds'] / w:.2f}"] for w, r in ((1, one), (2, two))]
@@ -163,6 +175,7 @@ def bench_throughput(tmp: Path) -> tuple[str, bool, bool]:
         folder_sources.append((s["format"], str(REPO / path.parent), path.name, s.get("text_field", "text")))
     common_mb = _input_bytes(common) / 1e6
     ours = time_triglot(common, 1, tmp / "common", extra)
+    print(f"triglot same input, 1 worker: {ours}", flush=True)
     theirs = time_datatrove(folder_sources, tmp / "datatrove")
     print(f"triglot 1 worker {one}, 2 workers {two}; same input: triglot {ours}, datatrove {theirs}", flush=True)
     for name, r in (("triglot, same input, 1 worker", ours), ("datatrove, same input, 1 task", theirs)):
