@@ -10,6 +10,7 @@ import logging
 import shutil
 import time
 from collections import defaultdict
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,19 @@ _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def run_eval_stage(cfg: Any, force: bool = False) -> dict:
-    """Score eval.checkpoint, or the run's newest complete checkpoint (else its export/)."""
-    ckpt = (checkpoints.resolve(cfg.eval.checkpoint) if cfg.eval.checkpoint
-            else checkpoints.default_checkpoint(run_dir_of(cfg)))
-    return evaluate_checkpoint(cfg, ckpt, force=force)
+    """Score eval.checkpoint, or the run's newest complete checkpoint (else its export/).
+
+    When the run also fine-tunes (`sft` in run.stages), its chat model in <run.dir>/sft/export is
+    scored as well, into eval/sft-export/.
+    """
+    if cfg.eval.checkpoint:
+        return evaluate_checkpoint(cfg, checkpoints.resolve(cfg.eval.checkpoint), force=force)
+    summary = evaluate_checkpoint(cfg, checkpoints.default_checkpoint(run_dir_of(cfg)), force=force)
+    sft_export = run_dir_of(cfg) / "sft" / "export"
+    if "sft" in cfg.run.stages and (sft_export / "config.json").is_file():
+        ckpt = checkpoints.resolve(sft_export)
+        summary = {"pretrain": summary, "sft": evaluate_checkpoint(cfg, replace(ckpt, label="sft-export"), force=force)}
+    return summary
 
 
 def eval_root(cfg: Any, run_dir: Path | None = None) -> Path:
