@@ -6,9 +6,9 @@ import csv
 import json
 
 import pyarrow.parquet as pq
-from clean_helpers import clean_config, read_output
 
 from data_pipeline.clean import run_clean_stage
+from tests.data_pipeline.clean_helpers import clean_config, read_output
 from triglot.config.data import LANGUAGES
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 
-from clean_helpers import clean_config, read_output
-
 from data_pipeline.clean import run_clean_stage
+from tests.data_pipeline.clean_helpers import clean_config, read_output
 
 
 def _write_inputs(tmp_path, shared_data):

@@ -87,9 +87,8 @@ def test_every_shipped_data_config_loads(repo_root):
 
 
 def test_finished_units_are_not_redone(tmp_path, shared_data):
-    from clean_helpers import clean_config
-
     from data_pipeline.clean import run_clean_stage
+    from tests.data_pipeline.clean_helpers import clean_config
 
     path = shared_data / "corpora/zh_hans/zh_hans_cmrc2018/cmrc2018_contexts.jsonl"
     cfg = clean_config(tmp_path / "run", [{"name": "cmrc", "paths": [str(path)], "format": "jsonl"}],

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tokenizer_corpus import make_clean_dir, tokenizer_config
+
+from tests.tokenizer.tokenizer_corpus import make_clean_dir, tokenizer_config
 
 
 @pytest.fixture(scope="session")

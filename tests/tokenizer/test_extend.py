@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tokenizer_corpus import tokenizer_config
-
+from tests.tokenizer.tokenizer_corpus import tokenizer_config
 from tokenizer.extend import run_extend
 from tokenizer.pack import run_pack_stage
 from tokenizer.train import run_tokenizer_stage

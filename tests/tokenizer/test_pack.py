@@ -6,9 +6,9 @@ import json
 from collections import Counter
 
 import numpy as np
-from tokenizer_corpus import tokenizer_config
 from tokenizers import Tokenizer
 
+from tests.tokenizer.tokenizer_corpus import tokenizer_config
 from tokenizer.pack import run_pack_stage
 from tokenizer.train import run_tokenizer_stage
 from triglot.packed import PackedDataset

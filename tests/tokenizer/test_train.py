@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tokenizer_corpus import CASES
 
+from tests.tokenizer.tokenizer_corpus import CASES
 from triglot.errors import ConfigError
 from triglot.paths import stage_dir
 
@@ -98,8 +98,7 @@ def test_second_run_skips(bpe_run):
 
 
 def test_bad_backend_is_a_config_error(clean_data, tmp_path):
-    from tokenizer_corpus import tokenizer_config
-
+    from tests.tokenizer.tokenizer_corpus import tokenizer_config
     from tokenizer.train import run_tokenizer_stage
 
     cfg = tokenizer_config(tmp_path, clean_data[0], "tokenizer.backend=wordpiece")
