@@ -59,7 +59,10 @@ def deepspeed_config(cfg: Any, layout: BatchLayout, rank: int) -> dict:
         raise ConfigError(f"train.zero_stage must be 0..3, got {train.zero_stage}")
     if train.offload_params and train.zero_stage != 3:
         raise ConfigError("train.offload_params needs train.zero_stage=3")
-    zero: dict[str, Any] = {"stage": train.zero_stage, "contiguous_gradients": True, "overlap_comm": False}
+    # Contiguous gradient buffers fight fragmentation of device memory; on CPU they are only extra
+    # copies (about 10% of a tiny-model step here).
+    zero: dict[str, Any] = {"stage": train.zero_stage, "contiguous_gradients": hw.accelerator != "cpu",
+                            "overlap_comm": False}
     if train.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": hw.accelerator != "cpu"}
     if train.offload_params:
