@@ -136,3 +136,12 @@ def test_cli_overrides_after_options(repo_root: Path) -> None:
         parse_args(["config", "show", QUICKSTART, "--bogus"])
     with pytest.raises(SystemExit):
         parse_args(["hardware", "train.lr=1"])
+
+
+def test_override_into_a_list_item(repo_root: Path) -> None:
+    cfg = load_config(repo_root / QUICKSTART, ["data.sources.0.language=yue"])
+    assert cfg.data.sources[0].language == "yue"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(repo_root / QUICKSTART, ["data.sources.99.language=yue"])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_config(repo_root / QUICKSTART, ["data.sources.0.formatt=jsonl"])

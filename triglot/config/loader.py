@@ -148,6 +148,27 @@ def _merge(base: DictConfig, layer: Any, where: str) -> DictConfig:
         raise _friendly(err, where) from None
 
 
+def _apply_overrides(cfg: DictConfig, dotted: list[str]) -> DictConfig:
+    """Merge `key=value` overrides; keys that index a list (`data.sources.0.format`) are set in place."""
+    by_index = [item for item in dotted if any(p.isdigit() for p in item.split("=", 1)[0].split("."))]
+    plain = [item for item in dotted if item not in by_index]
+    try:
+        if plain:
+            cfg = _merge(cfg, OmegaConf.from_dotlist(plain), "command line")
+        for item in by_index:
+            key, value = item.split("=", 1)
+            if OmegaConf.select(cfg, key.rsplit(".", 1)[0]) is None:
+                raise ConfigError(f"config key '{key}' (command line) points into a list item that does not exist")
+            try:
+                OmegaConf.update(cfg, key, yaml.safe_load(value), merge=True)
+            except OmegaConfBaseException as err:
+                raise _friendly(err, "command line") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse overrides {dotted}: {str(err).splitlines()[0]} "
+                          "(quote values for the shell, e.g. run.name='\"my run\"')") from None
+    return cfg
+
+
 def compose(experiment: dict, overrides: Sequence[str] = (), root: Path | None = None,
             source: str = "experiment") -> DictConfig:
     """Compose a config from an experiment mapping; see the module docstring for the order."""
@@ -174,12 +195,7 @@ def compose(experiment: dict, overrides: Sequence[str] = (), root: Path | None =
         cfg = _merge(cfg, {group: body}, f"{root / group / name}.yaml")
     cfg = _merge(cfg, experiment, source)
     if dotted:
-        try:
-            layer = OmegaConf.from_dotlist(list(dotted))
-        except (OmegaConfBaseException, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot parse overrides {list(dotted)}: {str(err).splitlines()[0]} "
-                              "(quote values for the shell, e.g. run.name='\"my run\"')") from None
-        cfg = _merge(cfg, layer, "command line")
+        cfg = _apply_overrides(cfg, dotted)
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
