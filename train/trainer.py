@@ -241,13 +241,16 @@ class Trainer:
         folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier)
         dist.barrier()
         if self.cfg.train.checkpoint.export_hf:
-            export_hf(self.engine.module, folder / "hf", self.tokenizer_dir, self.cfg.train.zero_stage,
-                      self.rank == 0)
+            self.export(folder / "hf")
         if self.rank == 0:
             ckpt.commit(folder, step)
             ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
         dist.barrier()
         return folder
+
+    def export(self, out_dir: Path) -> None:
+        """Hugging Face folder (safetensors, config, tokenizer) of the current weights, from any ZeRO stage."""
+        export_hf(self.engine.module, out_dir, self.tokenizer_dir, self.cfg.train.zero_stage, self.rank == 0)
 
     def lineage(self) -> dict:
         data = StageManifest.load(self.data_dir) or {}
@@ -284,7 +287,7 @@ def run_train_stage(cfg: Any, force: bool = False) -> dict:
     trainer = Trainer(cfg, data_dir, tokenizer_dir)
     summary = trainer.fit()
     export = run_dir(cfg) / "export"
-    export_hf(trainer.engine.module, export, tokenizer_dir, cfg.train.zero_stage, trainer.rank == 0)
+    trainer.export(export)
     dist.barrier()
     if trainer.rank == 0:
         final = ckpt.latest_checkpoint(root)

@@ -20,7 +20,7 @@ from train.model import build_model, load_tokenizer
 from train.sft.data import build_sft_sampler, sft_input_files
 from train.sft.lora import apply_lora, export_merged
 from train.trainer import Trainer
-from triglot.config import to_container, to_yaml
+from triglot.config import to_container
 from triglot.dist import read_dist_env
 from triglot.errors import ConfigError, InputError
 from triglot.manifest import StageManifest
@@ -88,22 +88,6 @@ class SftTrainer(Trainer):
                 self.tokenizer.save_pretrained(out_dir)
             return
         export_merged(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0)
-
-    def save(self, step: int) -> Path:
-        import torch.distributed as dist
-
-        client = {"step": step, "consumed_samples": step * self.layout.global_batch, "world_size": self.world,
-                  "tokens_seen": self.tokens_seen}
-        extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage()}
-        folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier)
-        dist.barrier()
-        if self.cfg.train.checkpoint.export_hf:
-            self.export(folder / "hf")
-        if self.rank == 0:
-            ckpt.commit(folder, step)
-            ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
-        dist.barrier()
-        return folder
 
     def lineage(self) -> dict:
         start = Path(self.cfg.model.pretrained)
