@@ -270,8 +270,6 @@ def client_world(folder: Path) -> int:
 
 def run_train_stage(cfg: Any, force: bool = False) -> dict:
     """Train (or resume) on this rank; skipped when the checkpoint folder's manifest is current."""
-    import torch.distributed as dist
-
     from triglot.hardware import get_accelerator
 
     get_accelerator()
@@ -284,13 +282,19 @@ def run_train_stage(cfg: Any, force: bool = False) -> dict:
         return manifest.previous
     init_distributed(cfg, read_dist_env())
     preflight(float(cfg.train.preflight_timeout_s))
-    trainer = Trainer(cfg, data_dir, tokenizer_dir)
+    return fit_and_export(Trainer(cfg, data_dir, tokenizer_dir), root, manifest)
+
+
+def fit_and_export(trainer: Trainer, root: Path, manifest: StageManifest, **extra: Any) -> dict:
+    """Train to the end, export to <run.dir>/export, and record the stage (rank 0) once every rank is done."""
+    import torch.distributed as dist
+
     summary = trainer.fit()
-    export = run_dir(cfg) / "export"
+    export = run_dir(trainer.cfg) / "export"
     trainer.export(export)
     dist.barrier()
     if trainer.rank == 0:
         final = ckpt.latest_checkpoint(root)
         marker = [final[1] / ckpt.COMPLETE] if final else []
-        manifest.write(outputs=[export, *marker], counts=summary, export=str(export))
+        manifest.write(outputs=[export, *marker], counts=summary, export=str(export), **extra)
     return summary

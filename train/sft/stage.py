@@ -13,13 +13,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from train import checkpoint as ckpt
 from train.coordination import StopRequest, preflight
 from train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
 from train.model import build_model, load_tokenizer
 from train.sft.data import build_sft_sampler, sft_input_files
 from train.sft.lora import apply_lora, export_merged
-from train.trainer import Trainer
+from train.trainer import Trainer, fit_and_export
 from triglot.config import to_container
 from triglot.dist import read_dist_env
 from triglot.errors import ConfigError, InputError
@@ -105,7 +104,6 @@ def sft_stage_config(cfg: Any) -> Any:
 
 def run_sft_training(cfg: Any, force: bool = False) -> dict:
     """Fine-tune (or resume) on this rank from model.pretrained on sft.datasets; skipped when current."""
-    import torch.distributed as dist
 
     from triglot.hardware import get_accelerator
 
@@ -120,17 +118,7 @@ def run_sft_training(cfg: Any, force: bool = False) -> dict:
         return manifest.previous
     init_distributed(cfg, read_dist_env())
     preflight(float(cfg.train.preflight_timeout_s))
-    trainer = SftTrainer(cfg, tokenizer_dir)
-    summary = trainer.fit()
-    export = run_dir(cfg) / "export"
-    trainer.export(export)
-    dist.barrier()
-    if trainer.rank == 0:
-        final = ckpt.latest_checkpoint(root)
-        marker = [final[1] / ckpt.COMPLETE] if final else []
-        manifest.write(outputs=[export, *marker], counts=summary, export=str(export),
-                       lora=bool(cfg.sft.lora.enabled))
-    return summary
+    return fit_and_export(SftTrainer(cfg, tokenizer_dir), root, manifest, lora=bool(cfg.sft.lora.enabled))
 
 
 def pipeline_sft_config(cfg: Any) -> Any:
