@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import machine_description, markdown_table, update_section
+from bench.report import goal, machine_description, markdown_table, record_goals, update_section
 
 GOAL = 3.0
 SUBJECTS = ["ceval/computer_network", "ceval/law", "cmmlu/agronomy", "cmmlu/chinese_history", "mmlu/anatomy",
@@ -69,6 +69,8 @@ def main() -> None:
         f"{'met' if ratio >= GOAL else 'NOT met'}). Largest per-sample log-likelihood difference: {worst:.2e}.",
     ])
     path = update_section("bench_eval", body)
+    record_goals("bench_eval", [goal("eval: questions/s of the eval stage / one-at-a-time reference", ratio, GOAL,
+                                     unit="x")])
     print(body)
     print(f"\nwrote {path}")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.report import machine_description, markdown_table, update_section
+from bench.report import goal, machine_description, markdown_table, record_goals, update_section
 from tokenizer.fertility import fertility_markdown
 from tokenizer.pack import _init_worker, _load_tokenizer, plan_shards, read_rows, run_pack_stage
 from tokenizer.train import run_tokenizer_stage
@@ -162,6 +162,7 @@ def write_report(results: dict, tokens: int, documents: int, workers: int, train
         fertility_markdown(fertility),
     ])
     path = update_section("bench_pack", body)
+    record_goals("bench_pack", [goal("pack: tokens/s of data pack / tokenizers encode_batch", ratio, GOAL)])
     print(body)
     print(f"updated {path}")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import machine_description, markdown_table, update_section
+from bench.report import goal, machine_description, markdown_table, record_goals, update_section
 from triglot.config import compose, load_config
 from triglot.packed import ShardWriter, token_dtype, write_meta
 
@@ -160,6 +160,13 @@ def main() -> int:
     print(body)
     if device.accelerator != "cpu":
         update_section("gpu_train", body)
+        measured = [r for r in results if "error" not in r and not r["variant"].startswith("plain")]
+        if measured and baseline:
+            best = max(measured, key=lambda r: r["tokens_per_s"])
+            record_goals("gpu_train", [goal(f"GPU: MFU of {best['variant']}, {args.model} seq {args.seq_len}",
+                                            100 * best["mfu"], 45, unit="%"),
+                                       goal("GPU: tokens/s of triglot train / plain PyTorch loop",
+                                            best["tokens_per_s"] / baseline, 0.9)])
     return 0
 
 

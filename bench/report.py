@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import platform
 import re
@@ -10,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+RESULTS = DOC.with_name("benchmarks.json")  # every goal's latest measurement, for the summary table
+IMG = DOC.parent / "img"
 PACKAGES = ("torch", "deepspeed", "transformers", "tokenizers", "datasets", "datatrove")
 
 
@@ -59,3 +63,44 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def goal(measure: str, value: float, target: float, *, at_most: bool = False, unit: str = "") -> dict:
+    """One measured ratio against its goal (at least `target`, or at most with `at_most`)."""
+    met = value <= target if at_most else value >= target
+    return {"measure": measure, "value": round(float(value), 4), "goal": f"{'<=' if at_most else '>='} {target:g}{unit}",
+            "unit": unit, "met": bool(met)}
+
+
+def record_goals(section: str, goals: list[dict], results: Path = RESULTS, doc: Path = DOC) -> None:
+    """Store this section's goals with the date and machine, then rewrite the summary table at the top."""
+    stored = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
+    stored[section] = {"date": datetime.date.today().isoformat(), "machine": machine_description(), "goals": goals}
+    results.write_text(json.dumps(stored, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    rows = [[f"`bench/{name}.py`", g["measure"], f"{g['value']:g}{g['unit']}", g["goal"],
+             "met" if g["met"] else "**NOT met**", entry["date"]]
+            for name, entry in stored.items() for g in entry["goals"]]
+    body = "\n".join(["## Summary: every goal", "",
+                      "The latest measurement of each ratio with a goal; details, machine and baseline in the "
+                      "script's section below.", "",
+                      markdown_table(["script", "measure", "value", "goal", "status", "measured"], rows)])
+    update_section("summary", body, doc)
+
+
+def savefig(fig, name: str) -> str:
+    """Save a matplotlib figure under docs/img and return its path relative to BENCHMARKS.md."""
+    IMG.mkdir(parents=True, exist_ok=True)
+    out = IMG / name
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    return str(out.relative_to(DOC.parent))
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

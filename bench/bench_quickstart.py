@@ -1,0 +1,107 @@
+"""The quickstart end to end, timed, with its loss curves plotted beside the table.
+
+    python -m bench.bench_quickstart                  # runs configs/experiments/quickstart.yaml in a scratch folder
+    python -m bench.bench_quickstart --run-dir runs/quickstart   # plots a run that already finished
+
+Writes docs/img/quickstart_loss.png and the bench_quickstart section of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from bench.report import DOC, machine_description, markdown_table, pyplot, savefig, update_section
+
+EXPERIMENT = "configs/experiments/quickstart.yaml"
+
+
+def read_metrics(run_dir: Path, job: str = "train") -> list[dict]:
+    path = run_dir / "checkpoints" / "metrics.jsonl"
+    return [r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r.get("job") == job]
+
+
+def run_name(run_dir: Path) -> str:
+    """The run's name from its resolved config, else the folder's name."""
+    import yaml
+
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        return str(yaml.safe_load(config.read_text(encoding="utf-8"))["run"]["name"])
+    return run_dir.name
+
+
+def plot_losses(run_dir: Path) -> tuple[str, dict]:
+    """Training loss per step and validation loss per language; the figure's path and first/last values."""
+    plt = pyplot()
+    rows = read_metrics(run_dir)
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in rows:
+        for key, value in r.items():
+            if key.startswith("val_loss/"):
+                val[key.split("/", 1)[1]].append((r["step"], value))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*zip(*train, strict=True), lw=0.8, alpha=0.6, label="train loss")
+    for language, points in sorted(val.items()):
+        ax.plot(*zip(*points, strict=True), marker="o", label=f"val loss {language}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(f"{run_name(run_dir)}: pretraining loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = savefig(fig, "quickstart_loss.png")
+    plt.close(fig)
+    return path, {"first": train[0][1], "last": train[-1][1], "steps": train[-1][0],
+                  "val": {k: (v[0][1], v[-1][1]) for k, v in sorted(val.items())}}
+
+
+def stage_seconds(run_dir: Path) -> dict[str, float]:
+    """Wall seconds of each stage, from the manifests the stages wrote."""
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in run_dir.rglob("manifest.json")]
+    records = sorted((r for r in records if "seconds" in r.get("timings", {})), key=lambda r: r["timings"]["started"])
+    return {r["stage"]: float(r["timings"]["seconds"]) for r in records}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, help="plot this finished run instead of running the quickstart")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-quickstart-") as tmp:
+        run_dir, wall = args.run_dir, None
+        if run_dir is None:
+            run_dir = Path(tmp) / "quickstart"
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "triglot", "run", EXPERIMENT, f"run.dir={run_dir}"], check=True)
+            wall = time.perf_counter() - started
+        if not (run_dir / "checkpoints" / "metrics.jsonl").is_file():
+            print(f"{run_dir} has no training metrics: run the quickstart first")
+            return 2
+        figure, stats = plot_losses(run_dir)
+        stages = stage_seconds(run_dir)
+    val = ", ".join(f"{k} {a:.2f} -> {b:.2f}" for k, (a, b) in stats["val"].items())
+    lines = [
+        "## Quickstart (`bench/bench_quickstart.py`)", "",
+        f"Machine: {machine_description()}", "",
+        f"`triglot run {EXPERIMENT}`: tiny Llama, 2 CPU ranks, ZeRO-2, fp32. Training loss "
+        f"{stats['first']:.2f} -> {stats['last']:.2f} over {stats['steps']} steps; validation loss by language: {val}."
+        + (f" Whole run: {wall / 60:.1f} minutes." if wall else ""),
+    ]
+    if stages:
+        lines += ["", markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in stages.items()])]
+    lines += ["", f"![quickstart loss]({figure})"]
+    body = "\n".join(lines)
+    update_section("bench_quickstart", body)
+    print(body)
+    print(f"updated {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
