@@ -21,7 +21,7 @@ SUBJECTS = ["ceval/computer_network", "ceval/law", "cmmlu/agronomy", "cmmlu/chin
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-subject", type=int, default=20, help="questions per subject")
+    parser.add_argument("--per-subject", type=int, default=100, help="questions per subject")
     parser.add_argument("--benchmarks", default="../shared/data/benchmarks")
     args = parser.parse_args()
 

@@ -62,11 +62,15 @@ def plot_losses(run_dir: Path) -> tuple[str, dict]:
                   "val": {k: (v[0][1], v[-1][1]) for k, v in sorted(val.items())}}
 
 
-def stage_seconds(run_dir: Path) -> dict[str, float]:
-    """Wall seconds of each stage, from the manifests the stages wrote."""
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in run_dir.rglob("manifest.json")]
-    records = sorted((r for r in records if "seconds" in r.get("timings", {})), key=lambda r: r["timings"]["started"])
-    return {r["stage"]: float(r["timings"]["seconds"]) for r in records}
+def stage_seconds(run_dir: Path) -> list[tuple[str, float]]:
+    """(stage and output folder, wall seconds) of each stage in the order they ran, from their manifests."""
+    runs = []
+    for path in run_dir.rglob("manifest.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if "seconds" in record.get("timings", {}):
+            label = f"{record['stage']} (`{path.parent.relative_to(run_dir)}`)"
+            runs.append((record["timings"]["started"], label, float(record["timings"]["seconds"])))
+    return [(label, seconds) for _, label, seconds in sorted(runs)]
 
 
 def main() -> int:
@@ -94,7 +98,7 @@ def main() -> int:
         + (f" Whole run: {wall / 60:.1f} minutes." if wall else ""),
     ]
     if stages:
-        lines += ["", markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in stages.items()])]
+        lines += ["", markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in stages])]
     lines += ["", f"![quickstart loss]({figure})"]
     body = "\n".join(lines)
     update_section("bench_quickstart", body)

@@ -77,7 +77,7 @@ def record_goals(section: str, goals: list[dict], results: Path = RESULTS, doc: 
     stored = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
     stored[section] = {"date": datetime.date.today().isoformat(), "machine": machine_description(), "goals": goals}
     results.write_text(json.dumps(stored, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    rows = [[f"`bench/{name}.py`", g["measure"], f"{g['value']:g}{g['unit']}", g["goal"],
+    rows = [[f"`bench/{name}.py`", g["measure"], f"{_number(g['value'])}{g['unit']}", g["goal"],
              "met" if g["met"] else "**NOT met**", entry["date"]]
             for name, entry in stored.items() for g in entry["goals"]]
     body = "\n".join(["## Summary: every goal", "",
@@ -85,6 +85,10 @@ def record_goals(section: str, goals: list[dict], results: Path = RESULTS, doc: 
                       "script's section below.", "",
                       markdown_table(["script", "measure", "value", "goal", "status", "measured"], rows)])
     update_section("summary", body, doc)
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
 def savefig(fig, name: str) -> str:
