@@ -100,6 +100,10 @@ def _merge(base: dict, extra: dict) -> dict:
 def init_distributed(cfg: Any, env: DistEnv) -> None:
     import deepspeed
 
+    from triglot.hardware import tune_host_allocator
+
+    if cfg.hardware.accelerator == "cpu":
+        tune_host_allocator()  # activations live in host memory: keep their pages between steps
     timeout = datetime.timedelta(seconds=int(cfg.train.dist_timeout_s))
     deepspeed.init_distributed(dist_backend=cfg.hardware.comm_backend, timeout=timeout,
                                dist_init_required=True, verbose=False)
