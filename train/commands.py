@@ -7,28 +7,16 @@ after saving a checkpoint (requeue to resume).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
 def _train(args: argparse.Namespace) -> int:
-    from train.coordination import EXIT_NONFINITE, EXIT_OOM, EXIT_PREEMPTED, NonFiniteLoss, Preempted
+    from train.coordination import exit_code
     from train.trainer import run_train_stage
     from triglot.cli import config_from_args
 
     cfg = config_from_args(args)
-    try:
-        run_train_stage(cfg, force=args.force)
-    except Preempted as err:
-        print(f"triglot train: {err}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    except NonFiniteLoss as err:
-        print(f"triglot train: {err}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except MemoryError as err:
-        print(f"triglot train: {err}", file=sys.stderr)
-        return EXIT_OOM
-    return 0
+    return exit_code("train", lambda: run_train_stage(cfg, force=args.force))
 
 
 def add_commands(subparsers: Any, groups: dict) -> None:

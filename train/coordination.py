@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime
 import logging
 import signal
+import sys
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -107,3 +109,14 @@ def is_oom(err: BaseException) -> bool:
     import torch
 
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def exit_code(command: str, run: Callable[[], Any]) -> int:
+    """Run a training command; a stop with an exit code of its own is reported on stderr and returned."""
+    codes = {Preempted: EXIT_PREEMPTED, NonFiniteLoss: EXIT_NONFINITE, MemoryError: EXIT_OOM}
+    try:
+        run()
+    except tuple(codes) as err:
+        print(f"triglot {command}: {err}", file=sys.stderr)
+        return next(code for kind, code in codes.items() if isinstance(err, kind))
+    return 0

@@ -108,45 +108,65 @@ class MixtureSampler:
                               "lower train.seq_len or fix train.mixture")
         weights = np.array([mixture[n] if mixture else s.starts[-1] for n, s in zip(self.names, self.streams, strict=True)],
                            dtype=np.float64)
+        self.schedule = InterleavedSchedule(weights, [s.num_windows for s in self.streams], seed, salts=(1, 2))
+        self.weights = self.schedule.weights
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(group, window) of global sample `index`."""
+        return self.schedule.locate(index)
+
+    def __getitem__(self, index: int) -> Sample:
+        g, w = self.locate(index)
+        return self.streams[g].window(w)
+
+
+class InterleavedSchedule:
+    """Position -> (group, item) for groups drawn in proportion to their weights, a pure function of the seed.
+
+    Every block of BLOCK consecutive positions holds each group a fixed number of times (largest-remainder
+    rounding of the weights), in a seeded order; a group's items are visited in a seeded permutation per
+    epoch, so a small group repeats only after all of its items have been seen. `salts` keep the random
+    streams of different users of the schedule apart.
+    """
+
+    def __init__(self, weights: np.ndarray, sizes: list[int], seed: int, salts: tuple[int, int]):
+        weights = np.asarray(weights, dtype=np.float64)
         self.weights = weights / weights.sum()
+        self.sizes, self.seed, self.salts = sizes, seed, salts
         self.block_counts = _largest_remainder(self.weights, BLOCK)
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._orders: dict[tuple[int, int], np.ndarray] = {}
 
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        if b in self._blocks:
-            return self._blocks[b]
-        groups = np.repeat(np.arange(len(self.names)), self.block_counts)
-        groups = groups[np.random.default_rng([self.seed, 1, b]).permutation(BLOCK)]
-        rank_in_group = np.zeros(BLOCK, dtype=np.int64)
-        for g in range(len(self.names)):
-            mask = groups == g
-            rank_in_group[mask] = np.arange(mask.sum())
-        if len(self._blocks) > 8:
-            self._blocks.clear()
-        self._blocks[b] = (groups, rank_in_group)
-        return groups, rank_in_group
+        """Group of each position in block `b`, and how many of that group come before it in the block."""
+        if b not in self._blocks:
+            groups = np.repeat(np.arange(len(self.sizes)), self.block_counts)
+            groups = groups[np.random.default_rng([self.seed, self.salts[0], b]).permutation(BLOCK)]
+            rank_in_group = np.zeros(BLOCK, dtype=np.int64)
+            for g in range(len(self.sizes)):
+                mask = groups == g
+                rank_in_group[mask] = np.arange(int(mask.sum()))
+            if len(self._blocks) > 8:
+                self._blocks.clear()
+            self._blocks[b] = (groups, rank_in_group)
+        return self._blocks[b]
 
     def _epoch_order(self, g: int, epoch: int) -> np.ndarray:
         if (g, epoch) not in self._orders:
             if len(self._orders) > 64:
                 self._orders.clear()
-            order = np.random.default_rng([self.seed, 2, g, epoch]).permutation(self.streams[g].num_windows)
-            self._orders[(g, epoch)] = order
+            rng = np.random.default_rng([self.seed, self.salts[1], g, epoch])
+            self._orders[(g, epoch)] = rng.permutation(self.sizes[g])
         return self._orders[(g, epoch)]
 
     def locate(self, index: int) -> tuple[int, int]:
-        """(group, window) of global sample `index`."""
+        """(group, item within the group) at position `index`."""
         b, offset = divmod(index, BLOCK)
         groups, rank_in_group = self._block(b)
         g = int(groups[offset])
         j = b * int(self.block_counts[g]) + int(rank_in_group[offset])
-        epoch, p = divmod(j, self.streams[g].num_windows)
+        epoch, p = divmod(j, self.sizes[g])
         return g, int(self._epoch_order(g, epoch)[p])
-
-    def __getitem__(self, index: int) -> Sample:
-        g, w = self.locate(index)
-        return self.streams[g].window(w)
 
 
 def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:

@@ -14,24 +14,13 @@ from typing import Any
 
 
 def _sft(args: argparse.Namespace) -> int:
-    from train.coordination import EXIT_NONFINITE, EXIT_OOM, EXIT_PREEMPTED, NonFiniteLoss, Preempted
+    from train.coordination import exit_code
     from train.sft.stage import run_sft_stage, run_sft_training
     from triglot.cli import config_from_args
 
     cfg = config_from_args(args)
     run = run_sft_training if args.as_given else run_sft_stage
-    try:
-        run(cfg, force=args.force)
-    except Preempted as err:
-        print(f"triglot sft: {err}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    except NonFiniteLoss as err:
-        print(f"triglot sft: {err}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except MemoryError as err:
-        print(f"triglot sft: {err}", file=sys.stderr)
-        return EXIT_OOM
-    return 0
+    return exit_code("sft", lambda: run(cfg, force=args.force))
 
 
 def _settings(args: argparse.Namespace) -> Any:

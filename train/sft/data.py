@@ -12,13 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from train.data import IGNORE, Sample
+from train.data import IGNORE, InterleavedSchedule, Sample
 from train.sft.formats import expand_paths, load_conversations
 from train.sft.templates import prepare_tokenizer, tokenize_conversation
 from triglot.errors import ConfigError
 
 log = logging.getLogger(__name__)
-BLOCK = 1024  # conversations whose dataset counts are fixed by the weights
 
 
 @dataclass
@@ -61,38 +60,13 @@ class SftSampler:
             raise ConfigError("sft.datasets has no dataset with a positive weight")
         self.datasets, self.seq_len, self.seed, self.pad_id, self.pack = datasets, seq_len, seed, pad_id, pack
         weights = np.array([d.weight for d in datasets], dtype=np.float64)
-        self.weights = weights / weights.sum()
-        self.block_counts = _largest_remainder(self.weights, BLOCK)
+        self.schedule = InterleavedSchedule(weights, [len(d.tokens) for d in datasets], seed, salts=(11, 12))
+        self.weights = self.schedule.weights
         self._starts = [0]  # first conversation of each sequence, extended on demand
-        self._cache: dict = {}  # block schedules and per-epoch orders; small, all derived from the seed
-
-    def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        if b not in self._cache:
-            self._cache[b] = self._make_block(b)
-        return self._cache[b]
-
-    def _make_block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        groups = np.repeat(np.arange(len(self.datasets)), self.block_counts)
-        groups = groups[np.random.default_rng([self.seed, 11, b]).permutation(BLOCK)]
-        rank_in_group = np.zeros(BLOCK, dtype=np.int64)
-        for g in range(len(self.datasets)):
-            rank_in_group[groups == g] = np.arange(int((groups == g).sum()))
-        return groups, rank_in_group
-
-    def _epoch_order(self, d: int, epoch: int) -> np.ndarray:
-        if (d, epoch) not in self._cache:
-            self._cache[(d, epoch)] = np.random.default_rng([self.seed, 12, d, epoch]).permutation(
-                len(self.datasets[d].tokens))
-        return self._cache[(d, epoch)]
 
     def conversation(self, j: int) -> tuple[int, int]:
         """(dataset, conversation) at position `j` of the run's conversation stream."""
-        b, offset = divmod(j, BLOCK)
-        groups, rank_in_group = self._block(b)
-        d = int(groups[offset])
-        k = b * int(self.block_counts[d]) + int(rank_in_group[offset])
-        epoch, p = divmod(k, len(self.datasets[d].tokens))
-        return d, int(self._epoch_order(d, epoch)[p])
+        return self.schedule.locate(j)
 
     def _length(self, j: int) -> int:
         d, c = self.conversation(j)
@@ -138,14 +112,6 @@ def pack_conversations(convs: list[tuple[np.ndarray, np.ndarray, str]], seq_len:
     positions.append(np.arange(pad))
     return Sample(np.concatenate(ids).astype(np.int64), np.concatenate(labels).astype(np.int64),
                   np.concatenate(positions).astype(np.int64), languages)
-
-
-def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
-    raw = weights * total
-    counts = np.floor(raw).astype(np.int64)
-    order = np.argsort(-(raw - counts), kind="stable")
-    counts[order[: total - counts.sum()]] += 1
-    return counts
 
 
 def sft_input_files(cfg: Any) -> list[str]:
