@@ -83,7 +83,10 @@ def record_goals(section: str, goals: list[dict], results: Path = RESULTS, doc: 
     body = "\n".join(["## Summary: every goal", "",
                       "The latest measurement of each ratio with a goal; details, machine and baseline in the "
                       "script's section below.", "",
-                      markdown_table(["script", "measure", "value", "goal", "status", "measured"], rows)])
+                      markdown_table(["script", "measure", "value", "goal", "status", "measured"], rows)]
+                     + ([] if "gpu_train" in stored else [
+                         "", "GPU goals (`bench/gpu_train.py`: MFU >= 45% on an H100 or H200, tokens/s against a plain "
+                         "PyTorch loop): not measured yet, see the GPU section."]))
     update_section("summary", body, doc)
 
 
