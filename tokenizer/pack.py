@@ -103,12 +103,13 @@ def encode_shard(task: ShardTask, spec: EncodeSpec) -> dict:
     head = [] if spec.bos_id is None else [spec.bos_id]
     texts, languages, sources, doc_ids = rows["text"], rows["language"], rows["source"], rows["id"]
     for lo in range(0, len(texts), spec.batch_size):
-        encodings = tok.encode_batch_fast(texts[lo:lo + spec.batch_size], add_special_tokens=False)
-        for i, enc in enumerate(encodings, start=lo):
-            ids = [*head, *enc.ids, spec.eos_id]
-            writer.add(ids, languages[i], sources[i], doc_ids[i])
-            by_language[languages[i]] += len(ids)
-            by_source[sources[i]] += len(ids)
+        hi = min(lo + spec.batch_size, len(texts))
+        documents = [[*head, *enc.ids, spec.eos_id]
+                     for enc in tok.encode_batch_fast(texts[lo:hi], add_special_tokens=False)]
+        writer.add_many(documents, languages[lo:hi], sources[lo:hi], doc_ids[lo:hi])
+        for doc, language, source in zip(documents, languages[lo:hi], sources[lo:hi], strict=True):
+            by_language[language] += len(doc)
+            by_source[source] += len(doc)
     shard = writer.close()
     shard.update(tokens_by_language=dict(by_language), tokens_by_source=dict(by_source))
     done = {"run_key": spec.run_key, "task": asdict(task), "shard": shard}

@@ -8,9 +8,10 @@ and `meta.json` is written last, so a folder with `meta.json` is complete.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,15 +54,32 @@ class ShardWriter:
 
     def add(self, token_ids: Any, language: str = "", source: str = "", doc_id: str = "") -> None:
         ids = np.asarray(token_ids)
-        if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(self.dtype).max):
-            raise ValueError(f"token id out of range for {self.dtype} in document {doc_id!r}")
-        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
+        self._write(ids, doc_id)
         self._offsets.append(self.tokens)
         self._lengths.append(int(ids.size))
         self._languages.append(language)
         self._sources.append(source)
         self._doc_ids.append(doc_id)
         self.tokens += int(ids.size)
+
+    def add_many(self, documents: Sequence[Sequence[int]], languages: Sequence[str], sources: Sequence[str],
+                 doc_ids: Sequence[str]) -> None:
+        """Append a batch of documents with one array conversion and one write (what `data pack` calls)."""
+        lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
+        ids = np.fromiter(itertools.chain.from_iterable(documents), dtype=np.int64, count=int(lengths.sum()))
+        self._write(ids, doc_ids[0] if len(doc_ids) == 1 else f"{len(doc_ids)} documents from {doc_ids[0]!r}")
+        offsets = self.tokens + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self._offsets.extend(offsets.tolist())
+        self._lengths.extend(lengths.tolist())
+        self._languages.extend(languages)
+        self._sources.extend(sources)
+        self._doc_ids.extend(doc_ids)
+        self.tokens += int(lengths.sum())
+
+    def _write(self, ids: np.ndarray, what: str) -> None:
+        if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(self.dtype).max):
+            raise ValueError(f"token id out of range for {self.dtype} in document {what!r}")
+        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
 
     def close(self) -> dict:
         self._bin.flush()

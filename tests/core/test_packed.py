@@ -23,8 +23,14 @@ def test_round_trip_across_shards(tmp_path: Path) -> None:
     shards = []
     for s in range(3):
         writer = ShardWriter(tmp_path, f"shard-{s:05d}", token_dtype(70000))
-        for i, doc in enumerate(docs[s * 10:(s + 1) * 10]):
-            writer.add(doc, language="yue" if i % 2 else "en", source="src", doc_id=f"{s}-{i}")
+        batch = docs[s * 10:(s + 1) * 10]
+        languages = ["yue" if i % 2 else "en" for i in range(10)]
+        if s == 1:  # one document at a time, and in batches (what `data pack` writes)
+            writer.add_many(batch[:4], languages[:4], ["src"] * 4, [f"{s}-{i}" for i in range(4)])
+            writer.add_many(batch[4:], languages[4:], ["src"] * 6, [f"{s}-{i}" for i in range(4, 10)])
+        else:
+            for i, doc in enumerate(batch):
+                writer.add(doc, language=languages[i], source="src", doc_id=f"{s}-{i}")
         shards.append(writer.close())
     write_meta(tmp_path, dtype=token_dtype(70000), vocab_size=70000, eos_id=1, shards=shards)
     data = PackedDataset(tmp_path)
@@ -33,12 +39,15 @@ def test_round_trip_across_shards(tmp_path: Path) -> None:
     for i, doc in enumerate(docs):
         assert data.tokens(i).tolist() == doc
     assert data.document(11).doc_id == "1-1" and data.document(11).language == "yue"
+    assert data.document(15).doc_id == "1-5" and data.document(15).language == "yue"
 
 
 def test_out_of_range_ids_are_refused_not_truncated(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path, "shard-00000", np.uint16)
     with pytest.raises(ValueError, match="out of range"):
         writer.add([70000])
+    with pytest.raises(ValueError, match="out of range"):
+        writer.add_many([[1, 2], [3, 70000]], ["en", "en"], ["s", "s"], ["a", "b"])
 
 
 def test_incomplete_folder_is_an_error(tmp_path: Path) -> None:
