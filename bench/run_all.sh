@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate docs/BENCHMARKS.md: runs every bench/bench_*.py in turn (CPU, about 40 minutes on 2 cores),
+# Regenerate docs/BENCHMARKS.md: runs every bench/bench_*.py in turn (CPU, about 20 minutes on 2 cores),
 # then bench/gpu_train.py when the machine has a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -65,10 +65,12 @@ class ShardWriter:
     def add_many(self, documents: Sequence[Sequence[int]], languages: Sequence[str], sources: Sequence[str],
                  doc_ids: Sequence[str]) -> None:
         """Append a batch of documents with one array conversion and one write (what `data pack` calls)."""
+        if not documents:
+            return
         lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
         ids = np.fromiter(itertools.chain.from_iterable(documents), dtype=np.int64, count=int(lengths.sum()))
         self._write(ids, doc_ids[0] if len(doc_ids) == 1 else f"{len(doc_ids)} documents from {doc_ids[0]!r}")
-        offsets = self.tokens + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        offsets = self.tokens + np.cumsum(lengths) - lengths
         self._offsets.extend(offsets.tolist())
         self._lengths.extend(lengths.tolist())
         self._languages.extend(languages)
