@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
+from triglot.data_pipeline.clean import run_clean_stage
+from triglot.data_pipeline.langid import identify
+from triglot.data_pipeline.readers import extract_html, read_records
 
 from bench.report import goal, machine_description, markdown_table, pyplot, record_goals, savefig, update_section
-from data_pipeline.clean import run_clean_stage
-from data_pipeline.langid import identify
-from data_pipeline.readers import extract_html, read_records
 from triglot.config import compose
 from triglot.config.data import LangIdOptions, SourceSpec
 

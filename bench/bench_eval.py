@@ -26,10 +26,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from triglot.eval.reference import reference_scores
+    from triglot.eval.runner import run_eval_stage
+    from triglot.eval.tiny_model import save_tiny_model
 
-    from eval.reference import reference_scores
-    from eval.runner import run_eval_stage
-    from eval.tiny_model import save_tiny_model
     from triglot.config import compose
 
     with tempfile.TemporaryDirectory() as tmp:

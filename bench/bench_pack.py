@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from triglot.tokenizer.fertility import fertility_markdown
+from triglot.tokenizer.pack import _init_worker, _load_tokenizer, plan_shards, read_rows, run_pack_stage
+from triglot.tokenizer.train import run_tokenizer_stage
 
 from bench.report import goal, machine_description, markdown_table, record_goals, update_section
-from tokenizer.fertility import fertility_markdown
-from tokenizer.pack import _init_worker, _load_tokenizer, plan_shards, read_rows, run_pack_stage
-from tokenizer.train import run_tokenizer_stage
 from triglot.config import compose
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"

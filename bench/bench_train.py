@@ -49,10 +49,10 @@ def ddp_worker(config: str, out: str, tune_allocator: bool = False) -> None:
     import torch.distributed as dist
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
+    from triglot.train.data import MixtureSampler, collate, split_documents
+    from triglot.train.engine import batch_layout
+    from triglot.train.model import build_model
 
-    from train.data import MixtureSampler, collate, split_documents
-    from train.engine import batch_layout
-    from train.model import build_model
     from triglot.config import load_config
     from triglot.packed import PackedDataset
 
@@ -118,10 +118,10 @@ def state_bytes(engine) -> int:
 def memory_worker(config: str, out: str) -> None:
     """One real optimizer step under the configured ZeRO stage, then the state bytes of each rank."""
     import torch.distributed as dist
+    from triglot.train.data import collate
+    from triglot.train.engine import init_distributed
+    from triglot.train.trainer import Trainer, resolve_inputs
 
-    from train.data import collate
-    from train.engine import init_distributed
-    from train.trainer import Trainer, resolve_inputs
     from triglot.config import load_config
     from triglot.dist import read_dist_env
 

@@ -66,8 +66,8 @@ def triglot_variant(args: argparse.Namespace, name: str, overrides: list[str], d
 def plain_loop(args: argparse.Namespace, compile_model: bool) -> dict:
     """Baseline: LlamaForCausalLM, bf16 autocast, fused AdamW, flash SDPA, no DeepSpeed, no packing masks."""
     import torch
+    from triglot.train.model import flops_per_token, llama_config
 
-    from train.model import flops_per_token, llama_config
     from triglot.hardware import device_for, peak_flops, synchronize
 
     cfg = compose({"defaults": {"model": args.model, "hardware": "auto"}, "model": {"max_seq_len": args.seq_len}})

@@ -19,12 +19,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from tqdm import tqdm
+from triglot.data_pipeline.merge import merge_units
+from triglot.data_pipeline.readers import FORMATS
+from triglot.data_pipeline.report import build_report, write_report
+from triglot.data_pipeline.stats import CleanStats
+from triglot.data_pipeline.worker import WorkUnit, plan_units, process_unit
 
-from data_pipeline.merge import merge_units
-from data_pipeline.readers import FORMATS
-from data_pipeline.report import build_report, write_report
-from data_pipeline.stats import CleanStats
-from data_pipeline.worker import WorkUnit, plan_units, process_unit
 from triglot.config import config_hash
 from triglot.config.data import LANGUAGES
 from triglot.errors import ConfigError, InputError
@@ -167,7 +167,7 @@ def merge_clean_stage(cfg: Any, force: bool = False) -> dict:
 
 def _merge(cfg: Any, data: Any, out_dir: Path, units: list[WorkUnit], units_dir: Path,
            manifest: StageManifest, started: float, workers: int) -> dict:
-    from data_pipeline.worker import unit_done
+    from triglot.data_pipeline.worker import unit_done
 
     stats = CleanStats(data.examples_per_reason)
     missing = []

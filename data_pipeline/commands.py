@@ -43,7 +43,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from data_pipeline.clean import run_clean_stage
+    from triglot.data_pipeline.clean import run_clean_stage
 
     result = run_clean_stage(load_clean_config(args), force=args.force, workers=args.workers,
                              shard=parse_shard(args.shard))
@@ -53,7 +53,7 @@ def _clean(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from data_pipeline.clean import merge_clean_stage
+    from triglot.data_pipeline.clean import merge_clean_stage
 
     result = merge_clean_stage(load_clean_config(args), force=args.force)
     print(" ".join(f"{k}={v}" for k, v in result.get("counts", {}).items()))

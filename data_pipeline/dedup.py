@@ -13,8 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 from datasketch import MinHash
-
-from data_pipeline.langid import LATIN_WORD, codepoints, fold_codepoints
+from triglot.data_pipeline.langid import LATIN_WORD, codepoints, fold_codepoints
 
 _NOT_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")

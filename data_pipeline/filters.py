@@ -12,9 +12,8 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-
-from data_pipeline.dedup import ngram_hashes
-from data_pipeline.langid import HAN, LATIN_WORD, codepoints, read_list
+from triglot.data_pipeline.dedup import ngram_hashes
+from triglot.data_pipeline.langid import HAN, LATIN_WORD, codepoints, read_list
 
 SYMBOL = re.compile(r"[#…•|★☆■□►▶◆◇●○※→←]|\.\.\.")
 DIGIT = re.compile(r"\d")

@@ -11,9 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
-
-from data_pipeline.dedup import duplicate_masks
-from data_pipeline.stats import CleanStats
+from triglot.data_pipeline.dedup import duplicate_masks
+from triglot.data_pipeline.stats import CleanStats
 
 log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ["id", "text", "language", "source", "orig_hash", "paragraph_languages"]

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.stats import CleanStats
+from triglot.data_pipeline.stats import CleanStats
 
 
 def build_report(stats: CleanStats, kept: dict, seconds: float, workers: int) -> dict[str, Any]:

@@ -16,14 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from data_pipeline.dedup import band_keys, exact_key
-from data_pipeline.filters import quality_reason
-from data_pipeline.langid import identify
-from data_pipeline.normalize import normalize_text
-from data_pipeline.pii import scrub_pii
-from data_pipeline.readers import read_records, splits_by_bytes
-from data_pipeline.stats import CleanStats
+from triglot.data_pipeline.dedup import band_keys, exact_key
+from triglot.data_pipeline.filters import quality_reason
+from triglot.data_pipeline.langid import identify
+from triglot.data_pipeline.normalize import normalize_text
+from triglot.data_pipeline.pii import scrub_pii
+from triglot.data_pipeline.readers import read_records, splits_by_bytes
+from triglot.data_pipeline.stats import CleanStats
 
 UNIT_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("language", pa.string()), ("source", pa.string()),

@@ -25,7 +25,7 @@ def add_commands(subparsers: Any, groups: dict[str, Any]) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from eval.runner import run_eval_stage, watch
+    from triglot.eval.runner import run_eval_stage, watch
 
     overrides = list(args.overrides)
     if args.checkpoint:

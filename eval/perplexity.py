@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from eval.scoring import Row, Target
+from triglot.eval.scoring import Row, Target
+
 from triglot.errors import InputError
 
 

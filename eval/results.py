@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.tasks import Request
+from triglot.eval.tasks import Request
 
 
 def make_record(req: Request, lls: Sequence[float], ntokens: Sequence[int], mode: str) -> dict:

@@ -15,11 +15,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from eval import checkpoints, results
-from eval.checkpoints import Checkpoint
-from eval.perplexity import heldout_rows, perplexity_by_language
-from eval.scoring import encode_pairs, question_rows, score_rows, shard_rows
-from eval.tasks import build_requests, load_suites
+from triglot.eval import checkpoints, results
+from triglot.eval.checkpoints import Checkpoint
+from triglot.eval.perplexity import heldout_rows, perplexity_by_language
+from triglot.eval.scoring import encode_pairs, question_rows, score_rows, shard_rows
+from triglot.eval.tasks import build_requests, load_suites
+
 from triglot.config import to_container
 from triglot.dist import read_dist_env
 from triglot.errors import InputError

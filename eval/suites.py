@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from eval import prompts
-from eval.prompts import PromptTemplate
+from triglot.eval import prompts
+from triglot.eval.prompts import PromptTemplate
+
 from triglot.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from eval.suites import SUITES, LoadReport, Question, Suite, open_suite
+from triglot.eval.suites import SUITES, LoadReport, Question, Suite, open_suite
+
 from triglot.errors import ConfigError
 
 

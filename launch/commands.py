@@ -15,7 +15,7 @@ LAUNCHABLE = ("clean", "tokenizer", "pack", "train", "sft", "eval", "all")
 
 
 def _launch_local(args: argparse.Namespace) -> int:
-    from launch.local import launch_local
+    from triglot.launch.local import launch_local
 
     cfg = config_from_args(args)
     return launch_local(cfg, args.stage, args.nproc or int(cfg.run.nproc_per_node), args.nnodes, args.node_rank,
@@ -23,7 +23,7 @@ def _launch_local(args: argparse.Namespace) -> int:
 
 
 def _launch_slurm(args: argparse.Namespace) -> int:
-    from launch.slurm import launch_stage
+    from triglot.launch.slurm import launch_stage
 
     extra = [f"launch.{key}={value}" for key, value in
              (("nodes", args.nodes), ("gpus_per_node", args.gpus_per_node), ("partition", args.partition),
@@ -44,7 +44,7 @@ def _launch_slurm(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from launch.sweep import run_sweep
+    from triglot.launch.sweep import run_sweep
 
     summary = run_sweep(Path(args.file), dry_run=args.dry_run, local=args.local, collect=args.collect,
                         overrides=args.overrides, mark_done_config=args.mark_done)
@@ -53,7 +53,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from launch.jobs import format_states, job_states
+    from triglot.launch.jobs import format_states, job_states
 
     print(format_states(job_states(Path(args.run_dir))))
     return 0

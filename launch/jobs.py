@@ -11,7 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from launch.slurm import JOBS_DIR, JOBS_FILE
+from triglot.launch.slurm import JOBS_DIR, JOBS_FILE
+
 from triglot.errors import InputError
 
 

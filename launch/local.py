@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch.clusters import load_cluster
-from launch.comm import comm_env
+from triglot.launch.clusters import load_cluster
+from triglot.launch.comm import comm_env
+
 from triglot.config import save_config
 from triglot.stages import STAGES
 

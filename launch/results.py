@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from launch.sweep_files import DONE_MARKER
+from triglot.launch.sweep_files import DONE_MARKER
+
 from triglot.errors import InputError
 
 log = logging.getLogger(__name__)

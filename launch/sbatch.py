@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from triglot.launch.comm import comm_env, library_name
 
-from launch.comm import comm_env, library_name
 from triglot.errors import ConfigError
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"

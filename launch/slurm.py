@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from launch.clusters import load_cluster
-from launch.sbatch import CONFIG_VAR, JobSpec, Step, Var, job_name, render
+from triglot.launch.clusters import load_cluster
+from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step, Var, job_name, render
+
 from triglot.config import save_config
 from triglot.errors import ConfigError, InputError
 from triglot.stages import STAGES

@@ -17,12 +17,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from triglot.launch.clusters import load_cluster
+from triglot.launch.results import collect_results
+from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step
+from triglot.launch.slurm import JOBS_DIR, record_job, sbatch, submit_chain
+from triglot.launch.sweep_files import DONE_MARKER
 
-from launch.clusters import load_cluster
-from launch.results import collect_results
-from launch.sbatch import CONFIG_VAR, JobSpec, Step
-from launch.slurm import JOBS_DIR, record_job, sbatch, submit_chain
-from launch.sweep_files import DONE_MARKER
 from triglot.config import config_hash, load_config, save_config
 from triglot.config.launch import SweepSpec
 from triglot.config.loader import _read_yaml
@@ -127,7 +127,7 @@ def stage_command(stage: str, config: str) -> list[str]:
     """Distributed stages always go through torchrun (one process too), others run as plain commands."""
     spec = STAGES[stage]
     if spec.distributed:
-        from launch.local import torchrun_command
+        from triglot.launch.local import torchrun_command
 
         nproc = max(1, int(load_config(config).run.nproc_per_node))
         return torchrun_command(stage, Path(config), nproc)

@@ -13,7 +13,7 @@ from triglot.cli import add_config_args, config_from_args
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tokenizer.train import run_tokenizer_stage
+    from triglot.tokenizer.train import run_tokenizer_stage
 
     summary = run_tokenizer_stage(config_from_args(args), force=args.force)
     print(json.dumps(summary.get("counts", {}), ensure_ascii=False))
@@ -21,7 +21,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _extend(args: argparse.Namespace) -> int:
-    from tokenizer.extend import run_extend
+    from triglot.tokenizer.extend import run_extend
 
     summary = run_extend(config_from_args(args), force=args.force)
     print(json.dumps(summary.get("counts", {}), ensure_ascii=False))
@@ -29,7 +29,7 @@ def _extend(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from tokenizer.pack import run_pack_stage
+    from triglot.tokenizer.pack import run_pack_stage
 
     summary = run_pack_stage(config_from_args(args), force=args.force)
     print(json.dumps(summary.get("counts", {}), ensure_ascii=False))

@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tokenizer.fertility import HAN, score_language
-from tokenizer.sample import clean_files, iter_documents, unit_hash
+from triglot.tokenizer.fertility import HAN, score_language
+from triglot.tokenizer.sample import clean_files, iter_documents, unit_hash
+
 from triglot.errors import ConfigError, InputError
 from triglot.manifest import StageManifest
 from triglot.paths import run_dir, stage_dir

@@ -166,8 +166,8 @@ def _tokenizer_files(tok_dir: Path) -> list[Path]:
 
 def run_pack_stage(cfg: Any, force: bool = False) -> dict:
     """Pack the clean output with the run's tokenizer; skip when the manifest is current."""
-    from tokenizer.hf_folder import special_ids, vocab_length
-    from tokenizer.sample import clean_files
+    from triglot.tokenizer.hf_folder import special_ids, vocab_length
+    from triglot.tokenizer.sample import clean_files
 
     section = cfg.pack
     if section.docs_per_shard <= 0 or section.batch_size <= 0 or section.workers < 0:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
+from triglot.tokenizer.fertility import fertility_report, write_fertility
 
-from tokenizer.fertility import fertility_report, write_fertility
 from triglot.config.tokenizer import BACKENDS, HAN_SPLITS, SP_MODEL_TYPES
 from triglot.errors import ConfigError
 from triglot.manifest import StageManifest
@@ -47,8 +47,8 @@ def validate(section: Any) -> None:
 
 def train_one(texts: list[str], section: Any, variant: Any, folder: Path) -> Tokenizer:
     """Train one backend on `texts` and save it as a Hugging Face folder at `folder`."""
-    from tokenizer.backends import TrainOptions, train_bpe, train_sentencepiece
-    from tokenizer.hf_folder import save_hf_tokenizer, special_token_list
+    from triglot.tokenizer.backends import TrainOptions, train_bpe, train_sentencepiece
+    from triglot.tokenizer.hf_folder import save_hf_tokenizer, special_token_list
 
     opts = TrainOptions(
         vocab_size=variant.vocab_size, min_frequency=section.min_frequency,
@@ -72,7 +72,7 @@ def train_one(texts: list[str], section: Any, variant: Any, folder: Path) -> Tok
 
 def run_tokenizer_stage(cfg: Any, force: bool = False) -> dict:
     """Train the configured tokenizer (and comparison variants), report fertility, write the manifest."""
-    from tokenizer.sample import clean_files, draw_sample
+    from triglot.tokenizer.sample import clean_files, draw_sample
 
     section = cfg.tokenizer
     validate(section)

@@ -11,8 +11,9 @@ from typing import Any
 
 
 def _train(args: argparse.Namespace) -> int:
-    from train.coordination import exit_code
-    from train.trainer import run_train_stage
+    from triglot.train.coordination import exit_code
+    from triglot.train.trainer import run_train_stage
+
     from triglot.cli import config_from_args
 
     cfg = config_from_args(args)

@@ -9,7 +9,8 @@ import datetime
 import math
 from typing import Any
 
-from train.data import BatchLayout
+from triglot.train.data import BatchLayout
+
 from triglot.config import to_container
 from triglot.dist import DistEnv
 from triglot.errors import ConfigError

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from train.model import flops_per_token, packed_loss_sum
+from triglot.train.model import flops_per_token, packed_loss_sum
+
 from triglot.hardware import peak_flops, peak_memory_bytes
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,7 @@ def _float(value: Any) -> float:
 def validate(trainer: Any) -> dict:
     """Mean loss per language on the held-out windows (all ranks take part)."""
     import torch
-
-    from train.data import validation_batches
+    from triglot.train.data import validation_batches
 
     t = trainer
     micro = max(t.layout.micro_sizes)

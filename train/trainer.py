@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from triglot.train import checkpoint as ckpt
+from triglot.train.coordination import NonFiniteLoss, Preempted, StopRequest, is_oom, oom_message, preflight
+from triglot.train.data import MixtureSampler, Prefetcher, split_documents
+from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
+from triglot.train.metrics import SampleLog, StepMetrics, validate
+from triglot.train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
 
-from train import checkpoint as ckpt
-from train.coordination import NonFiniteLoss, Preempted, StopRequest, is_oom, oom_message, preflight
-from train.data import MixtureSampler, Prefetcher, split_documents
-from train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
-from train.metrics import SampleLog, StepMetrics, validate
-from train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
 from triglot.config import to_container, to_yaml
 from triglot.dist import read_dist_env
 from triglot.errors import ConfigError, InputError

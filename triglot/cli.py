@@ -17,8 +17,8 @@ from triglot.config import config_hash, load_config, to_yaml
 from triglot.errors import ConfigError, TriglotError
 
 # Stage packages that add subcommands through `add_commands(subparsers, groups)`.
-COMMAND_MODULES = ("data_pipeline.commands", "tokenizer.commands", "train.commands",
-                   "train.sft.commands", "eval.commands", "launch.commands")
+COMMAND_MODULES = ("triglot.data_pipeline.commands", "triglot.tokenizer.commands", "triglot.train.commands",
+                   "triglot.train.sft.commands", "triglot.eval.commands", "triglot.launch.commands")
 EXIT_USAGE = 2
 
 

@@ -38,12 +38,12 @@ class StageSpec:
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
-        StageSpec("clean", "data_pipeline.clean:run_clean_stage", ("data", "clean")),
-        StageSpec("tokenizer", "tokenizer.train:run_tokenizer_stage", ("tokenizer", "train")),
-        StageSpec("pack", "tokenizer.pack:run_pack_stage", ("data", "pack")),
-        StageSpec("train", "train.trainer:run_train_stage", ("train",), distributed=True),
-        StageSpec("sft", "train.sft.stage:run_sft_stage", ("sft",), distributed=True),
-        StageSpec("eval", "eval.runner:run_eval_stage", ("eval",), distributed=True),
+        StageSpec("clean", "triglot.data_pipeline.clean:run_clean_stage", ("data", "clean")),
+        StageSpec("tokenizer", "triglot.tokenizer.train:run_tokenizer_stage", ("tokenizer", "train")),
+        StageSpec("pack", "triglot.tokenizer.pack:run_pack_stage", ("data", "pack")),
+        StageSpec("train", "triglot.train.trainer:run_train_stage", ("train",), distributed=True),
+        StageSpec("sft", "triglot.train.sft.stage:run_sft_stage", ("sft",), distributed=True),
+        StageSpec("eval", "triglot.eval.runner:run_eval_stage", ("eval",), distributed=True),
     )
 }
 

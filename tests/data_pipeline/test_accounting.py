@@ -6,8 +6,8 @@ import csv
 import json
 
 import pyarrow.parquet as pq
+from triglot.data_pipeline.clean import run_clean_stage
 
-from data_pipeline.clean import run_clean_stage
 from tests.data_pipeline.clean_helpers import clean_config, read_output
 from triglot.config.data import LANGUAGES
 

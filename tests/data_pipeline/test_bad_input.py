@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 
-from data_pipeline.clean import run_clean_stage
+from triglot.data_pipeline.clean import run_clean_stage
+
 from tests.data_pipeline.clean_helpers import clean_config, read_output
 
 

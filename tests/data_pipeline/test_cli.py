@@ -69,8 +69,8 @@ def test_user_errors_exit_2_with_a_message(tmp_path, repo_root):
 
 
 def test_every_shipped_data_config_loads(repo_root):
-    from data_pipeline.clean import data_options, resolve_sources, validate
-    from data_pipeline.commands import load_clean_config
+    from triglot.data_pipeline.clean import data_options, resolve_sources, validate
+    from triglot.data_pipeline.commands import load_clean_config
 
     class Args:
         overrides: list[str] = []
@@ -87,7 +87,8 @@ def test_every_shipped_data_config_loads(repo_root):
 
 
 def test_finished_units_are_not_redone(tmp_path, shared_data):
-    from data_pipeline.clean import run_clean_stage
+    from triglot.data_pipeline.clean import run_clean_stage
+
     from tests.data_pipeline.clean_helpers import clean_config
 
     path = shared_data / "corpora/zh_hans/zh_hans_cmrc2018/cmrc2018_contexts.jsonl"

@@ -7,9 +7,9 @@ import json
 from collections import Counter
 
 import opencc
+from triglot.data_pipeline.clean import merge_clean_stage, run_clean_stage
+from triglot.data_pipeline.normalize import normalize_text
 
-from data_pipeline.clean import merge_clean_stage, run_clean_stage
-from data_pipeline.normalize import normalize_text
 from tests.data_pipeline.clean_helpers import clean_config, read_output
 
 

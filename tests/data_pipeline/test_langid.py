@@ -6,7 +6,8 @@ import json
 import re
 from collections import Counter
 
-from data_pipeline.langid import fold_to_simplified, identify
+from triglot.data_pipeline.langid import fold_to_simplified, identify
+
 from triglot.config.data import LangIdOptions
 
 OPTS = LangIdOptions()

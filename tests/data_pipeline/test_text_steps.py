@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from data_pipeline.filters import quality_reason, terminal_punct
-from data_pipeline.normalize import normalize_text
-from data_pipeline.pii import cn_id_valid, hkid_valid, luhn_valid, scrub_pii
+from triglot.data_pipeline.filters import quality_reason, terminal_punct
+from triglot.data_pipeline.normalize import normalize_text
+from triglot.data_pipeline.pii import cn_id_valid, hkid_valid, luhn_valid, scrub_pii
+
 from triglot.config.data import DataSection
 
 THRESHOLDS = DataSection().filters

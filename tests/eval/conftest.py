@@ -23,7 +23,7 @@ def benchmarks(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_hf(tmp_path_factory: pytest.TempPathFactory, benchmarks: Path) -> Path:
-    from eval.tiny_model import save_tiny_model
+    from triglot.eval.tiny_model import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "hf", benchmarks, vocab_size=800, max_len=512)
 

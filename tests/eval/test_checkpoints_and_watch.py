@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from triglot.eval import checkpoints
+from triglot.eval.runner import run_eval_stage, watch
 
-from eval import checkpoints
-from eval.runner import run_eval_stage, watch
 from triglot.cli import main
 from triglot.config import save_config
 from triglot.errors import InputError

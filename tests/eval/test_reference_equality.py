@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from triglot.eval.reference import reference_scores
+from triglot.eval.runner import run_eval_stage
 
-from eval.reference import reference_scores
-from eval.runner import run_eval_stage
 from triglot.config import save_config
 
 

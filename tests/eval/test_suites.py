@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from triglot.eval.suites import SUITES, LoadReport, open_suite
+from triglot.eval.tasks import build_requests, load_suites
 
-from eval.suites import SUITES, LoadReport, open_suite
-from eval.tasks import build_requests, load_suites
 from triglot.errors import ConfigError, InputError
 
 # README table folder (and HKCanto set) -> suite name here.

@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from triglot.launch.clusters import load_cluster
+from triglot.launch.comm import comm_env, library_name
+from triglot.launch.local import torchrun_command
+from triglot.launch.sbatch import render
+from triglot.launch.slurm import stage_jobs
 
-from launch.clusters import load_cluster
-from launch.comm import comm_env, library_name
-from launch.local import torchrun_command
-from launch.sbatch import render
-from launch.slurm import stage_jobs
 from triglot.config import compose, load_config
 from triglot.config.loader import group_options
 from triglot.errors import ConfigError

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from triglot.launch.sweep import expand, load_sweep, run_sweep, write_sweep
+from triglot.launch.sweep_files import DONE_MARKER
 
-from launch.sweep import expand, load_sweep, run_sweep, write_sweep
-from launch.sweep_files import DONE_MARKER
 from triglot.config import load_config
 from triglot.errors import ConfigError
 

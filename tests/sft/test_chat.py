@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from train.sft.templates import prepare_tokenizer, tokenize_conversation
+from triglot.train.sft.templates import prepare_tokenizer, tokenize_conversation
 
 ANSWER_STEPS = 150
 
@@ -98,8 +97,8 @@ def test_generate_prompts_file(taught_model: tuple, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["prompt"] for r in rows] == [question, "Hello"] and rows[0]["response"] == answer
     import torch
+    from triglot.train.sft.generation import generate_batch, load_chatbot
 
-    from train.sft.generation import generate_batch, load_chatbot
     from triglot.config.sft import GenerationSection
 
     bot = load_chatbot(folder, GenerationSection(temperature=1.5, top_k=0, top_p=1.0, max_new_tokens=12))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from triglot.train.data import IGNORE
+from triglot.train.sft.data import SftSampler, TokenizedDataset, build_sft_sampler, pack_conversations
+from triglot.train.sft.formats import load_conversations
+from triglot.train.sft.templates import BUILTIN, prepare_tokenizer, tokenize_conversation
 
-from train.data import IGNORE
-from train.sft.data import SftSampler, TokenizedDataset, build_sft_sampler, pack_conversations
-from train.sft.formats import load_conversations
-from train.sft.templates import BUILTIN, prepare_tokenizer, tokenize_conversation
 from triglot.config import compose
 from triglot.errors import ConfigError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from triglot.train.sft.lora import apply_lora, export_merged
 
-from train.sft.lora import apply_lora, export_merged
 from triglot.config import compose
 from triglot.errors import ConfigError
 

@@ -18,7 +18,7 @@ def clean_data(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 @pytest.fixture(scope="session")
 def bpe_run(clean_data, tmp_path_factory: pytest.TempPathFactory):
     """A run folder with an 8,000-token byte-level BPE tokenizer trained (and a SentencePiece comparison)."""
-    from tokenizer.train import run_tokenizer_stage
+    from triglot.tokenizer.train import run_tokenizer_stage
 
     run_dir = tmp_path_factory.mktemp("run_bpe")
     cfg = tokenizer_config(run_dir, clean_data[0],
@@ -30,7 +30,7 @@ def bpe_run(clean_data, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def sp_run(clean_data, tmp_path_factory: pytest.TempPathFactory):
     """A run folder with a SentencePiece BPE tokenizer (byte fallback) trained."""
-    from tokenizer.train import run_tokenizer_stage
+    from triglot.tokenizer.train import run_tokenizer_stage
 
     run_dir = tmp_path_factory.mktemp("run_sp")
     cfg = tokenizer_config(run_dir, clean_data[0], "tokenizer.backend=sentencepiece", "tokenizer.sp_model_type=bpe",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+from triglot.tokenizer.extend import run_extend
+from triglot.tokenizer.pack import run_pack_stage
+from triglot.tokenizer.train import run_tokenizer_stage
+
 from tests.tokenizer.tokenizer_corpus import tokenizer_config
-from tokenizer.extend import run_extend
-from tokenizer.pack import run_pack_stage
-from tokenizer.train import run_tokenizer_stage
 from triglot.packed import PackedDataset
 from triglot.paths import stage_dir
 

@@ -7,10 +7,10 @@ from collections import Counter
 
 import numpy as np
 from tokenizers import Tokenizer
+from triglot.tokenizer.pack import run_pack_stage
+from triglot.tokenizer.train import run_tokenizer_stage
 
 from tests.tokenizer.tokenizer_corpus import tokenizer_config
-from tokenizer.pack import run_pack_stage
-from tokenizer.train import run_tokenizer_stage
 from triglot.packed import PackedDataset
 from triglot.paths import stage_dir
 

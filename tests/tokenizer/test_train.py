@@ -90,7 +90,7 @@ def test_manifest_sample_and_fertility(bpe_run):
 
 
 def test_second_run_skips(bpe_run):
-    from tokenizer.train import run_tokenizer_stage
+    from triglot.tokenizer.train import run_tokenizer_stage
 
     before = json.loads((stage_dir(bpe_run, "tokenizer") / "manifest.json").read_text())
     again = run_tokenizer_stage(bpe_run)
@@ -98,8 +98,9 @@ def test_second_run_skips(bpe_run):
 
 
 def test_bad_backend_is_a_config_error(clean_data, tmp_path):
+    from triglot.tokenizer.train import run_tokenizer_stage
+
     from tests.tokenizer.tokenizer_corpus import tokenizer_config
-    from tokenizer.train import run_tokenizer_stage
 
     cfg = tokenizer_config(tmp_path, clean_data[0], "tokenizer.backend=wordpiece")
     with pytest.raises(ConfigError, match="tokenizer.backend"):

@@ -4,8 +4,7 @@ import sys
 import time
 
 import torch.distributed as dist
-
-from train.coordination import PreflightError, preflight
+from triglot.train.coordination import PreflightError, preflight
 
 dist.init_process_group("gloo")
 if dist.get_rank() == 1:

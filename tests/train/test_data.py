@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from triglot.train.data import IGNORE, BatchLayout, MixtureSampler, split_documents
+from triglot.train.engine import batch_layout, lr_lambda
 
-from train.data import IGNORE, BatchLayout, MixtureSampler, split_documents
-from train.engine import batch_layout, lr_lambda
 from triglot.config import compose
 from triglot.errors import ConfigError
 from triglot.packed import PackedDataset

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from triglot.train.checkpoint import commit, complete_checkpoints
+from triglot.train.coordination import EXIT_NONFINITE, oom_message
 
 from tests.train.conftest import read_metrics, write_experiment
-from train.checkpoint import commit, complete_checkpoints
-from train.coordination import EXIT_NONFINITE, oom_message
 from triglot.config import compose
 from triglot.testing import run_torchrun
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
+from triglot.train.model import build_model
 
-from train.model import build_model
 from triglot.config import compose
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from triglot.train.data import BatchLayout
+from triglot.train.engine import deepspeed_config
+from triglot.train.model import build_model, flops_per_token, packed_loss_sum
 
-from train.data import BatchLayout
-from train.engine import deepspeed_config
-from train.model import build_model, flops_per_token, packed_loss_sum
 from triglot.config import compose
 from triglot.errors import ConfigError
 
@@ -43,8 +43,7 @@ def test_pretrained_folder_loads_and_grows_to_the_tokenizer(tmp_path):
 
 def test_every_shipped_model_shape_is_a_valid_llama():
     from transformers import LlamaConfig
-
-    from train.model import llama_config
+    from triglot.train.model import llama_config
 
     for name in ("tiny", "125m", "350m", "1b", "7b", "13b", "70b"):
         cfg = compose({"defaults": {"model": name}})

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from triglot.train.coordination import EXIT_PREEMPTED
 
 from tests.train.conftest import read_metrics, write_experiment
-from train.coordination import EXIT_PREEMPTED
 from triglot.testing import run_torchrun, start_torchrun, worker_pids
 
 pytestmark = pytest.mark.distributed

@@ -14,8 +14,9 @@ from typing import Any
 
 
 def _sft(args: argparse.Namespace) -> int:
-    from train.coordination import exit_code
-    from train.sft.stage import run_sft_stage, run_sft_training
+    from triglot.train.coordination import exit_code
+    from triglot.train.sft.stage import run_sft_stage, run_sft_training
+
     from triglot.cli import config_from_args
 
     cfg = config_from_args(args)
@@ -32,7 +33,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from train.sft.generation import chat_loop, load_chatbot
+    from triglot.train.sft.generation import chat_loop, load_chatbot
 
     bot = load_chatbot(args.checkpoint, _settings(args), args.template)
     chat_loop(bot, system=args.system)
@@ -41,8 +42,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     import torch
-
-    from train.sft.generation import generate_batch, load_chatbot, read_prompts
+    from triglot.train.sft.generation import generate_batch, load_chatbot, read_prompts
 
     conversations = read_prompts(Path(args.prompts), args.system)
     bot = load_chatbot(args.checkpoint, _settings(args), args.template)

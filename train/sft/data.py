@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from triglot.train.data import IGNORE, InterleavedSchedule, Sample
+from triglot.train.sft.formats import expand_paths, load_conversations
+from triglot.train.sft.templates import prepare_tokenizer, tokenize_conversation
 
-from train.data import IGNORE, InterleavedSchedule, Sample
-from train.sft.formats import expand_paths, load_conversations
-from train.sft.templates import prepare_tokenizer, tokenize_conversation
 from triglot.errors import ConfigError
 
 log = logging.getLogger(__name__)

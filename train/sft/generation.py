@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from train.sft.templates import prepare_tokenizer, stop_token_ids
+from triglot.train.sft.templates import prepare_tokenizer, stop_token_ids
+
 from triglot.config.sft import GenerationSection
 from triglot.errors import InputError
 

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from triglot.train.coordination import StopRequest, preflight
+from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
+from triglot.train.model import build_model, load_tokenizer
+from triglot.train.sft.data import build_sft_sampler, sft_input_files
+from triglot.train.sft.lora import apply_lora, export_merged
+from triglot.train.trainer import Trainer, fit_and_export
 
-from train.coordination import StopRequest, preflight
-from train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
-from train.model import build_model, load_tokenizer
-from train.sft.data import build_sft_sampler, sft_input_files
-from train.sft.lora import apply_lora, export_merged
-from train.trainer import Trainer, fit_and_export
 from triglot.config import to_container
 from triglot.dist import read_dist_env
 from triglot.errors import ConfigError, InputError
