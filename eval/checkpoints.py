@@ -1,20 +1,24 @@
 """Find the model to score: a Hugging Face folder, a training checkpoint's hf/ export, or a run's newest.
 
-Training checkpoints are <run.dir>/checkpoints/step-XXXXXXXX/ with a COMPLETE marker written last.
+Training checkpoints are <run.dir>/checkpoints/step-XXXXXXXX/ with a COMPLETE marker written last;
+they are checked with training's own verification (sizes and checksums), so both skip the same ones.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from triglot.train.checkpoint import COMPLETE, verify
+
 from triglot.errors import InputError
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
-COMPLETE = "COMPLETE"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,17 @@ def _step_of(folder: Path) -> int | None:
 
 
 def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
-    """step-* folders with a COMPLETE marker and an hf/ export, oldest first."""
+    """step-* folders that verify as training checks them and have an hf/ export, oldest first."""
     if not checkpoints_dir.is_dir():
         return []
-    found = [p for p in checkpoints_dir.iterdir()
-             if _step_of(p) is not None and (p / COMPLETE).is_file() and _is_hf(p / "hf")]
-    return sorted(found, key=lambda p: _step_of(p) or 0)
+    found = []
+    for folder in sorted((p for p in checkpoints_dir.iterdir() if _step_of(p) is not None), key=_step_of):
+        problem = verify(folder) or ("" if _is_hf(folder / "hf") else "no hf/ export")
+        if problem and (folder / COMPLETE).is_file():  # an unfinished save is not worth a warning
+            log.warning("skipping checkpoint %s: %s", folder, problem)
+        if not problem:
+            found.append(folder)
+    return found
 
 
 def resolve(path: str | Path) -> Checkpoint:
@@ -51,8 +60,9 @@ def resolve(path: str | Path) -> Checkpoint:
                          f"<run.dir>/checkpoints/step-XXXXXXXX/")
     step = _step_of(path)
     if step is not None or (path / "hf").is_dir():
-        if step is not None and not (path / COMPLETE).is_file():
-            raise InputError(f"checkpoint {path} has no {COMPLETE} marker: it is unfinished or broken")
+        problem = verify(path) if step is not None else ""
+        if problem:
+            raise InputError(f"checkpoint {path} is unfinished or damaged ({problem}); pass another checkpoint")
         if not _is_hf(path / "hf"):
             raise InputError(f"checkpoint {path} has no Hugging Face export at {path / 'hf'} (config.json missing)")
         return Checkpoint(path / "hf", path, step, path.name)

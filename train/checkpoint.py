@@ -1,28 +1,38 @@
 """Atomic, verified training checkpoints: written aside, renamed into place, COMPLETE marker last.
 
 `<ckpt root>/step-XXXXXXXX/` holds DeepSpeed state under `state/`, per-rank RNG states, the resolved
-config, the lineage (data and tokenizer manifests) and optionally an `hf/` export.
+config, the lineage (data and tokenizer manifests), `meta.json` (world size, ZeRO stage, global batch)
+and optionally an `hf/` export. COMPLETE lists every file with its size and xxh3 checksum.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
+from triglot.train.coordination import DiskFull
 
 log = logging.getLogger(__name__)
 
 COMPLETE = "COMPLETE"
+META = "meta.json"  # world size, ZeRO stage and global batch the checkpoint was written with
 PREFIX = "step-"
 TMP_PREFIX = ".tmp-step-"
 STATE_TAG = "state"
 UNIVERSAL_TAG = "universal"  # the same state converted for loading at another world size
+CHECKSUM = "xxh3_64"  # key of the per-file checksums in COMPLETE (markers without it: sizes only)
+_CHUNK = 8 << 20
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def step_name(step: int) -> str:
@@ -43,8 +53,25 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def _verify(folder: Path) -> str:
-    """Empty when the checkpoint looks whole, else why not."""
+def file_checksum(path: Path) -> str:
+    """xxh3-64 of the file's bytes, read in chunks (several GB/s, so a whole checkpoint is cheap)."""
+    digest = xxhash.xxh3_64()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Verified results keyed on the folder and every file's (size, mtime): eval --watch polls often.
+_verified: dict[str, tuple[tuple, str]] = {}
+
+
+def verify(folder: Path, checksums: bool = True) -> str:
+    """Empty when the checkpoint is whole, else why not (naming the file).
+
+    Sizes are always checked; with `checksums`, so is every file's xxh3 when the marker records them
+    (markers written before checksums were recorded are checked by size only).
+    """
     marker = folder / COMPLETE
     if not marker.is_file():
         return "no COMPLETE marker (partial write)"
@@ -52,22 +79,41 @@ def _verify(folder: Path) -> str:
         info = json.loads(marker.read_text(encoding="utf-8"))
     except ValueError:
         return "COMPLETE marker unreadable"
+    sums = info.get(CHECKSUM, {}) if checksums else {}
+    signature = []
     for rel, size in info.get("files", {}).items():
         path = folder / rel
         if not path.is_file() or path.stat().st_size != size:
             return f"{rel} missing or truncated"
-    return ""
+        signature.append((rel, size, path.stat().st_mtime_ns))
+    key = (tuple(signature), marker.stat().st_mtime_ns)
+    cached = _verified.get(str(folder))
+    if not sums or (cached and cached[0] == key):
+        return cached[1] if sums and cached else ""
+    problem = next((f"{rel} does not match its checksum (damaged after it was written)"
+                    for rel, digest in sums.items() if file_checksum(folder / rel) != digest), "")
+    _verified[str(folder)] = (key, problem)
+    return problem
 
 
-def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every verified checkpoint under `root`, oldest first; others are warned about."""
+def _step_folders(root: Path) -> list[tuple[int, Path]]:
     found = []
     for folder in sorted(root.glob(f"{PREFIX}*")) if root.is_dir() else []:
         try:
-            step = int(folder.name[len(PREFIX):])
+            found.append((int(folder.name[len(PREFIX):]), folder))
         except ValueError:
             continue
-        problem = _verify(folder)
+    return found
+
+
+def complete_checkpoints(root: Path, checksums: bool = False) -> list[tuple[int, Path]]:
+    """(step, folder) of every whole checkpoint under `root`, oldest first; others are warned about.
+
+    By default only sizes are checked (cheap, for pruning); `checksums=True` reads every file.
+    """
+    found = []
+    for step, folder in _step_folders(root):
+        problem = verify(folder, checksums)
         if problem:
             log.warning("skipping checkpoint %s: %s", folder, problem)
             continue
@@ -76,38 +122,102 @@ def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(root: Path) -> tuple[int, Path] | None:
-    found = complete_checkpoints(root)
-    return found[-1] if found else None
+    """The newest checkpoint whose files all match their checksums; damaged newer ones are warned about."""
+    for step, folder in reversed(_step_folders(root)):
+        problem = verify(folder)
+        if not problem:
+            return step, folder
+        log.warning("skipping checkpoint %s: %s", folder, problem)
+    return None
+
+
+def read_meta(folder: Path) -> dict:
+    """The checkpoint's meta.json (world_size, zero_stage, global_batch_size); {} for older checkpoints."""
+    try:
+        return json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def checkpoint_bytes(folder: Path) -> int:
+    """Bytes of a committed checkpoint, from its marker."""
+    try:
+        return sum(json.loads((folder / COMPLETE).read_text(encoding="utf-8")).get("files", {}).values())
+    except (OSError, ValueError):
+        return 0
+
+
+def free_bytes(root: Path) -> int:
+    root.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(root).free
+
+
+def disk_full(folder: Path, needed: int, root: Path) -> DiskFull:
+    return DiskFull(f"no space left to save checkpoint {folder}: it needs about {needed} bytes and "
+                    f"{free_bytes(root)} bytes are free on {root}; free some space, lower "
+                    "train.checkpoint.keep_last or point train.checkpoint.dir at a larger disk, then rerun")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also as torch.save's RuntimeError ("file write failed"), which drops the errno."""
+    if isinstance(err, OSError):
+        return err.errno in _DISK_FULL
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("write failed" in text or "No space left" in text
+                                              or "unexpected pos" in text)
+
+
+@contextmanager
+def disk_full_guard(folder: Path, needed: int, root: Path, cleanup: Path | None = None) -> Iterator[None]:
+    """Turn a write that ran out of space into one DiskFull naming the checkpoint and the bytes."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err):
+            raise
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)  # give the space back; a rerun starts clean
+        raise disk_full(folder, needed, root) from None
+
+
+def remove_stale(root: Path) -> None:
+    """Rank 0 at start: temporary folders a failed or killed save left behind."""
+    for folder in [*root.glob(f"{TMP_PREFIX}*"), *root.glob(f"{PREFIX}*/{UNIVERSAL_TAG}.tmp")]:
+        log.info("removing %s left by an unfinished save", folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_checkpoint(engine: Any, root: Path, step: int, rank: int, client: dict, extra_files: dict[str, Any],
-                    barrier: Any) -> Path:
+                    barrier: Any, needed: int = 0) -> Path:
     """Collective: every rank writes its DeepSpeed shards and RNG state, then rank 0 commits."""
     import torch
 
     tmp = root / f"{TMP_PREFIX}{step:08d}"
     final = root / step_name(step)
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier()
-    engine.save_checkpoint(str(tmp), tag=STATE_TAG, client_state=client, save_latest=False)
-    torch.save(rng_state(), tmp / f"rng-rank{rank:05d}.pt")
-    barrier()
-    if rank == 0:
-        for name, value in extra_files.items():
-            (tmp / name).write_text(value if isinstance(value, str) else json.dumps(value, indent=2, default=str),
-                                    encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+    with disk_full_guard(final, needed, root, cleanup=tmp):
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        barrier()
+        engine.save_checkpoint(str(tmp), tag=STATE_TAG, client_state=client, save_latest=False)
+        torch.save(rng_state(), tmp / f"rng-rank{rank:05d}.pt")
+        barrier()
+        if rank == 0:
+            for name, value in extra_files.items():
+                text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+                (tmp / name).write_text(text, encoding="utf-8")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
     return final
 
 
 def commit(folder: Path, step: int) -> None:
-    """Rank 0, after everything else in `folder` is written: the marker lists every file and its size."""
-    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Rank 0, after everything else in `folder` is written: the marker lists every file, size and checksum."""
+    paths = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != COMPLETE]
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in paths}
+    sums = {str(p.relative_to(folder)): file_checksum(p) for p in paths}
     tmp = folder / (COMPLETE + ".tmp")
-    tmp.write_text(json.dumps({"step": step, "files": files}, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps({"step": step, "files": files, CHECKSUM: sums}, indent=1), encoding="utf-8")
     os.replace(tmp, folder / COMPLETE)
 
 
@@ -118,8 +228,6 @@ def prune(root: Path, keep_last: int) -> None:
     found = complete_checkpoints(root)
     for _, folder in found[: max(0, len(found) - max(1, keep_last))]:
         shutil.rmtree(folder, ignore_errors=True)
-
-
 def to_universal(folder: Path, rank: int, engine: Any) -> None:
     """Collective: convert `folder`'s ZeRO shards to DeepSpeed's universal form (any world size)."""
     import argparse

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the job saved a checkpoint and wants to be requeued
 EXIT_NONFINITE = 3
 EXIT_OOM = 4
+EXIT_DISK_FULL = 74  # EX_IOERR: a checkpoint did not fit on its disk
 
 
 class PreflightError(RuntimeError):
@@ -76,6 +77,10 @@ class StopRequest:
         self._previous.clear()
 
 
+class DiskFull(Exception):
+    """A checkpoint save ran (or would run) out of disk space; the message names it and the bytes."""
+
+
 class Preempted(Exception):
     """All ranks agreed to stop after saving; the command exits with EXIT_PREEMPTED."""
 
@@ -113,7 +118,8 @@ def is_oom(err: BaseException) -> bool:
 
 def exit_code(command: str, run: Callable[[], Any]) -> int:
     """Run a training command; a stop with an exit code of its own is reported on stderr and returned."""
-    codes = {Preempted: EXIT_PREEMPTED, NonFiniteLoss: EXIT_NONFINITE, MemoryError: EXIT_OOM}
+    codes = {Preempted: EXIT_PREEMPTED, NonFiniteLoss: EXIT_NONFINITE, MemoryError: EXIT_OOM,
+             DiskFull: EXIT_DISK_FULL}
     try:
         run()
     except tuple(codes) as err:

@@ -159,19 +159,44 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------
 
     def resume(self) -> int:
+        """Load the newest verified checkpoint (rank 0 picks it for every rank); returns its step."""
+        import torch.distributed as dist
+
+        if self.rank == 0:
+            ckpt.remove_stale(self.root)
+        self.resumed_from: tuple[int, Path] | None = None
         if not self.cfg.train.checkpoint.resume:
             return 0
-        found = ckpt.latest_checkpoint(self.root)
-        if found is None:
+        choice = [ckpt.latest_checkpoint(self.root) if self.rank == 0 else None]
+        dist.broadcast_object_list(choice, src=0)
+        if choice[0] is None:
             return 0
-        step, folder = found
-        same_world = client_world(folder) == self.world
-        if not same_world:
+        step, folder = choice[0]
+        meta = ckpt.read_meta(folder)
+        self._check_global_batch(folder, meta.get("global_batch_size"))
+        same_layout = client_world(folder) == self.world and client_zero_stage(folder) in (-1, self.zero_stage)
+        if not same_layout:
             ckpt.to_universal(folder, self.rank, self.engine)
-        client = ckpt.load_checkpoint(self.engine, folder, self.rank, same_world=same_world)
+        client = ckpt.load_checkpoint(self.engine, folder, self.rank, same_world=same_layout)
+        if "global_batch_size" not in meta and client.get("step"):  # older checkpoints: no meta.json
+            self._check_global_batch(folder, int(client.get("consumed_samples", 0)) // int(client["step"]))
         self.tokens_seen = dict(client.get("tokens_seen", {}))
+        step = int(client.get("step", step))
+        self.resumed_from = (step, folder)
         log.info("resumed from %s (step %d)", folder, step)
-        return int(client.get("step", step))
+        return step
+
+    @property
+    def zero_stage(self) -> int:
+        return int(self.cfg.train.zero_stage)
+
+    def _check_global_batch(self, folder: Path, saved: int | None) -> None:
+        """The sample order is a function of the global index, so only the same global batch resumes exactly."""
+        if saved and int(saved) != self.layout.global_batch:
+            raise ConfigError(f"train.global_batch_size is {self.layout.global_batch} but checkpoint {folder} was "
+                              f"written with {saved}: resuming would repeat or skip samples; keep "
+                              f"train.global_batch_size={saved}, or start afresh with a new run.dir or "
+                              "train.checkpoint.resume=false")
 
     def fit(self) -> dict:
         from triglot.tracking import start_tracker
@@ -182,6 +207,8 @@ class Trainer:
             (self.root / PREEMPTED).unlink(missing_ok=True)
         steps = int(self.cfg.train.steps)
         tracker = start_tracker(self.cfg, run_dir(self.cfg), "train", rank=self.rank, metrics_dir=self.root)
+        if self.resumed_from:
+            tracker.log({"resumed_from": self.resumed_from[0]}, step=self.resumed_from[0])
         metrics = StepMetrics(self, tracker)
         samples = SampleLog(self.root / "samples", self.rank, start) if self.cfg.train.log_samples else None
         loader = Prefetcher(self.sampler, self.layout, self.rank, start, steps, self.cfg.train.prefetch)
@@ -231,22 +258,39 @@ class Trainer:
             tracker.log(validate(self), step=step)
 
     def save(self, step: int) -> Path:
+        """Collective: write, export and commit checkpoint `step`; DiskFull when it does not fit."""
         import torch.distributed as dist
 
         client = {"step": step, "consumed_samples": step * self.layout.global_batch, "world_size": self.world,
                   "tokens_seen": self.tokens_seen,
                   # Lets DeepSpeed convert the checkpoint to its universal form for another world size.
                   "universal_checkpoint_info": {"universal_checkpoint_version": 0.2}}
-        extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage()}
-        folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier)
+        meta = {"step": step, "world_size": self.world, "zero_stage": self.zero_stage,
+                "global_batch_size": self.layout.global_batch}
+        extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage(), ckpt.META: meta}
+        needed = self._check_space(step)
+        folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier,
+                                      needed=needed)
         dist.barrier()
-        if self.cfg.train.checkpoint.export_hf:
-            self.export(folder / "hf")
-        if self.rank == 0:
-            ckpt.commit(folder, step)
-            ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
+        with ckpt.disk_full_guard(folder, needed, self.root, cleanup=folder):
+            if self.cfg.train.checkpoint.export_hf:
+                self.export(folder / "hf")
+            if self.rank == 0:
+                ckpt.commit(folder, step)
+                ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
         dist.barrier()
         return folder
+
+    def _check_space(self, step: int) -> int:
+        """Collective: every rank has room for another checkpoint the size of the last one, or all stop."""
+        found = ckpt.complete_checkpoints(self.root)
+        needed = ckpt.checkpoint_bytes(found[-1][1]) if found else 0
+        short = float(ckpt.free_bytes(self.root) < needed)
+        if self.world > 1:
+            short = self._all_reduce([short])[0]
+        if short:
+            raise ckpt.disk_full(self.root / ckpt.step_name(step), needed, self.root)
+        return needed
 
     def export(self, out_dir: Path) -> None:
         """Hugging Face folder (safetensors, config, tokenizer) of the current weights, from any ZeRO stage."""
@@ -260,12 +304,25 @@ class Trainer:
 
 
 def client_world(folder: Path) -> int:
+    """World size the checkpoint was written at: meta.json, else (older ones) DeepSpeed's model states."""
     import torch
 
-    states = sorted((folder / ckpt.STATE_TAG).glob("mp_rank_*_model_states.pt"))
+    meta = ckpt.read_meta(folder)
+    if "world_size" in meta:
+        return int(meta["world_size"])
+    # ZeRO-1/2 write mp_rank_00_model_states.pt, ZeRO-3 zero_pp_rank_0_mp_rank_00_model_states.pt.
+    states = sorted((folder / ckpt.STATE_TAG).glob("*mp_rank_*_model_states.pt"))
     if not states:
         return -1
     return int(torch.load(states[0], weights_only=False, map_location="cpu").get("world_size", -1))
+
+
+def client_zero_stage(folder: Path) -> int:
+    """ZeRO stage the checkpoint was written with (-1: unknown, an older checkpoint without meta.json)."""
+    meta = ckpt.read_meta(folder)
+    if "zero_stage" in meta:
+        return int(meta["zero_stage"])
+    return 3 if list((folder / ckpt.STATE_TAG).glob("zero_pp_rank_*_model_states.pt")) else -1
 
 
 def run_train_stage(cfg: Any, force: bool = False) -> dict:

@@ -123,6 +123,8 @@ class StageManifest:
             path = Path(out["path"])
             if not path.is_file() or path.stat().st_size != out.get("size"):
                 return False
+            if path.name == "COMPLETE" and not _checkpoint_whole(path.parent):
+                return False
         return True
 
     def write(self, outputs: Iterable[Any] = (), counts: dict | None = None, **extra: Any) -> dict:
@@ -144,6 +146,13 @@ class StageManifest:
         tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         os.replace(tmp, self.out_dir / MANIFEST)
         return manifest
+
+
+def _checkpoint_whole(folder: Path) -> bool:
+    """A training checkpoint recorded as an output still matches the sizes and checksums its marker lists."""
+    from triglot.train.checkpoint import verify
+
+    return not verify(folder)
 
 
 def _plain(config: Any) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from triglot.eval import checkpoints
+from triglot.train.checkpoint import commit
 from triglot.eval.runner import run_eval_stage, watch
 
 from triglot.cli import main
@@ -21,7 +22,7 @@ def _fake_run(run: Path, tiny_hf: Path, complete: list[int], unfinished: list[in
         folder = run / "checkpoints" / f"step-{step:08d}"
         shutil.copytree(tiny_hf, folder / "hf")
         if step in complete:
-            (folder / "COMPLETE").write_text("", encoding="utf-8")
+            commit(folder, step)
     if export:
         shutil.copytree(tiny_hf, run / "export")
     return run
