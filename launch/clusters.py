@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from triglot.config import find_config_root
+from triglot.config.checks import check_name
 from triglot.config.launch import ClusterProfile
 from triglot.config.loader import _read_yaml, load_group_file
 from triglot.errors import ConfigError
@@ -29,6 +30,7 @@ def load_cluster(name: str, root: Path | None = None) -> DictConfig:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", "") or ""
         raise ConfigError(f"{where}: cluster profile key '{key}': {str(err).splitlines()[0]}") from None
+    check_name("cluster profile name", profile.name, where)
     if profile.gpu_request not in ("gres", "gpus", "none"):
         raise ConfigError(f"{where}: gpu_request is '{profile.gpu_request}'; use gres, gpus or none")
     if profile.container.image and profile.container.runtime not in ("pyxis", "apptainer"):

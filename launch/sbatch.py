@@ -20,9 +20,10 @@ from triglot.errors import ConfigError
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 # What may appear in a `#SBATCH` value: sbatch reads those lines itself, without a shell, so quoting is no help.
-SBATCH_SAFE = re.compile(r"^[A-Za-z0-9_.,:/%@+=-]+$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TIME_FORMAT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+# Patterns are applied with fullmatch: `^...$` with re.match would let a trailing newline through.
+SBATCH_SAFE = re.compile(r"[A-Za-z0-9_.,:/%@+=-]+")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TIME_FORMAT = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}")
 
 
 class Var(str):
@@ -66,12 +67,18 @@ def shell_word(arg: Any) -> str:
 
 def sbatch_value(key: str, value: Any) -> str:
     text = str(value)
-    if not SBATCH_SAFE.match(text):
+    if not SBATCH_SAFE.fullmatch(text):
         raise ConfigError(
             f"{key} = {text!r} cannot be written on an #SBATCH line (allowed: letters, digits and _.,:/%@+=-); "
             "choose a value without spaces or quotes"
         )
     return text
+
+
+def comment_text(value: Any) -> str:
+    """`value` on one line: control characters (newline, carriage return, NUL, ...) become spaces."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(value))
+    return " ".join(text.split())
 
 
 def job_name(text: str) -> str:
@@ -82,7 +89,7 @@ def job_name(text: str) -> str:
 def sbatch_lines(spec: JobSpec, cfg: Any, cluster: Any) -> list[str]:
     """The `#SBATCH` options: resources from the launch section, site settings from the cluster profile."""
     launch = cfg.launch
-    if not TIME_FORMAT.match(str(launch.time)):
+    if not TIME_FORMAT.fullmatch(str(launch.time)):
         raise ConfigError(f"launch.time = {launch.time!r} is not a Slurm time (e.g. 01:00:00 or 2-00:00:00)")
     log_dir = spec.run_dir.resolve() / "logs"
     log_name = "%x-%A_%a.out" if spec.array else "%x-%j.out"
@@ -135,13 +142,13 @@ def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -
     """The full sbatch script for `spec`."""
     env = comm_env(cfg.hardware, cluster, int(cfg.launch.cpus_per_rank))
     for name in [*env, *spec.extra_vars]:
-        if not ENV_NAME.match(name):
+        if not ENV_NAME.fullmatch(name):
             raise ConfigError(f"environment variable name {name!r} (hardware.env or the cluster profile's env) "
                               "is not a valid shell name")
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
                                keep_trailing_newline=True, autoescape=False)
     jinja.filters["q"] = lambda value: shlex.quote(str(value))
-    jinja.filters["comment"] = lambda value: " ".join(str(value).split())  # no line breaks out of a comment
+    jinja.filters["comment"] = comment_text  # nothing breaks out of a comment line
     srun_extra, prefix = container_parts(cluster)
     steps = [{"name": s.name, "comment": s.comment, "distributed": s.distributed,
               "args": " ".join(shell_word(a) for a in s.args)} for s in spec.steps]

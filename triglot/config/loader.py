@@ -20,6 +20,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from triglot.config.checks import check_config
 from triglot.config.schema import CONFIG_GROUPS, RunConfig
 from triglot.errors import ConfigError
 
@@ -200,6 +201,7 @@ def compose(experiment: dict, overrides: Sequence[str] = (), root: Path | None =
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve interpolation: {str(err).splitlines()[0]}") from None
+    check_config(cfg)
     return cfg
 
 
