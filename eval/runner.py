@@ -26,6 +26,7 @@ from triglot.dist import read_dist_env
 from triglot.errors import InputError
 from triglot.manifest import StageManifest
 from triglot.paths import run_dir as run_dir_of
+from triglot.train.run_state import training_finished
 from triglot.tracking import start_tracker
 
 log = logging.getLogger(__name__)
@@ -195,8 +196,9 @@ def _versions() -> dict[str, str]:
 
 
 def _track(cfg: Any, run_dir: Path, out_dir: Path, ckpt: Checkpoint, metrics: dict, res: dict) -> None:
-    """Log against the training step on the run's shared W&B run; summary plus a per-subject table."""
-    tracker = start_tracker(cfg, run_dir, "eval", rank=0, metrics_dir=out_dir)
+    """Log against the training step on the run's eval W&B run (same group as its training); summary plus
+    a per-subject table."""
+    tracker = start_tracker(cfg, run_dir, "eval", rank=0, metrics_dir=out_dir, id_suffix="eval")
     try:
         if getattr(tracker, "wandb_run", None) is not None:
             tracker.wandb_run.define_metric("eval/train_step")
@@ -212,12 +214,16 @@ def _track(cfg: Any, run_dir: Path, out_dir: Path, ckpt: Checkpoint, metrics: di
 
 
 def watch(cfg: Any, run_dir: Path, force: bool = False) -> list[dict]:
-    """Score each new complete checkpoint of a training run as it appears, until the run ends."""
+    """Score each new complete checkpoint of a training run as it appears, until the run ends.
+
+    The run has ended when its stage manifest is written and no training process marks it as running
+    (an export or manifest left by an earlier run does not count while a new one trains).
+    """
     state = _state(cfg)
     seen: set[str] = set()
     done, last_new = [], time.time()
     while True:
-        finished = (run_dir / "export" / "config.json").is_file()  # looked at first: no checkpoint is missed
+        finished = training_finished(run_dir / "checkpoints")  # looked at first: no checkpoint is missed
         found = [str(p) for p in checkpoints.complete_checkpoints(run_dir / "checkpoints")]
         found, finished = _agree(state, (found, finished))
         for path in found:

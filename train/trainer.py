@@ -19,6 +19,7 @@ from triglot.train.coordination import NonFiniteLoss, Preempted, StopRequest, is
 from triglot.train.data import MixtureSampler, Prefetcher, split_documents
 from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
 from triglot.train.metrics import SampleLog, StepMetrics, validate
+from triglot.train.run_state import training_marker
 from triglot.train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
 
 from triglot.config import to_container, to_yaml
@@ -339,7 +340,9 @@ def run_train_stage(cfg: Any, force: bool = False) -> dict:
         return manifest.previous
     init_distributed(cfg, read_dist_env())
     preflight(float(cfg.train.preflight_timeout_s))
-    return fit_and_export(Trainer(cfg, data_dir, tokenizer_dir), root, manifest)
+    trainer = Trainer(cfg, data_dir, tokenizer_dir)
+    with training_marker(root, trainer.rank):
+        return fit_and_export(trainer, root, manifest)
 
 
 def fit_and_export(trainer: Trainer, root: Path, manifest: StageManifest, **extra: Any) -> dict:

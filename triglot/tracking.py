@@ -27,6 +27,11 @@ def resolve_mode(mode: Any) -> str:
     return mode
 
 
+def run_group(cfg: Any) -> str:
+    """The W&B group of every job of a run (training, fine-tuning, eval): tracking.group, else the run's name."""
+    return str(cfg.tracking.group or cfg.run.name)
+
+
 def run_id_for(run_dir: Path) -> str:
     """The run folder's W&B id, created once and reused by every later job on that folder."""
     path = run_dir / RUN_ID_FILE
@@ -49,7 +54,7 @@ class Tracker:
     """Logs metrics to W&B (online, offline or disabled) and to `metrics.jsonl` in `metrics_dir`."""
 
     def __init__(self, cfg: Any, run_dir: str | os.PathLike, job_type: str,
-                 metrics_dir: str | os.PathLike | None = None, group: str | None = None):
+                 metrics_dir: str | os.PathLike | None = None, group: str | None = None, id_suffix: str = ""):
         from triglot.config import to_container
 
         self.run_dir = Path(run_dir)
@@ -59,7 +64,9 @@ class Tracker:
         metrics_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = metrics_dir / cfg.tracking.metrics_file
         self._metrics = open(self.metrics_path, "a", encoding="utf-8")
-        self.run_id = run_id_for(self.run_dir)
+        # A job that runs beside training (eval --watch) gets a W&B run of its own, "<run id>-<suffix>",
+        # in the same group: two processes writing one W&B run at once would clash.
+        self.run_id = run_id_for(self.run_dir) + (f"-{id_suffix}" if id_suffix else "")
         self.wandb_run = None
         if self.mode != "disabled":
             import wandb
@@ -68,7 +75,7 @@ class Tracker:
             self.wandb_run = wandb.init(
                 project=cfg.tracking.project,
                 entity=cfg.tracking.entity,
-                group=group or cfg.tracking.group,
+                group=group or run_group(cfg),
                 tags=list(cfg.tracking.tags) + list(cfg.run.tags),
                 name=cfg.run.name,
                 id=self.run_id,
@@ -126,7 +133,8 @@ class NullTracker:
 
 
 def start_tracker(cfg: Any, run_dir: str | os.PathLike, job_type: str, rank: int = 0,
-                  metrics_dir: str | os.PathLike | None = None, group: str | None = None) -> Tracker | NullTracker:
+                  metrics_dir: str | os.PathLike | None = None, group: str | None = None,
+                  id_suffix: str = "") -> Tracker | NullTracker:
     if rank != 0:
         return NullTracker()
-    return Tracker(cfg, run_dir, job_type, metrics_dir=metrics_dir, group=group)
+    return Tracker(cfg, run_dir, job_type, metrics_dir=metrics_dir, group=group, id_suffix=id_suffix)

@@ -23,8 +23,10 @@ def _fake_run(run: Path, tiny_hf: Path, complete: list[int], unfinished: list[in
         shutil.copytree(tiny_hf, folder / "hf")
         if step in complete:
             commit(folder, step)
-    if export:
+    if export:  # a finished run: its export and the training stage's manifest
         shutil.copytree(tiny_hf, run / "export")
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run / "checkpoints" / "manifest.json").write_text(json.dumps({"stage": "train"}), encoding="utf-8")
     return run
 
 
@@ -65,7 +67,7 @@ def test_watch_scores_each_checkpoint_against_its_step(tmp_path: Path, benchmark
         metrics = [json.loads(line) for line in
                    (run / "eval" / f"step-{step:08d}" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
         assert metrics[-1]["eval/train_step"] == step and "eval/cmmlu/acc_weighted" in metrics[-1]
-    assert (run / "wandb_run_id").is_file()  # the run's shared W&B id
+    assert (run / "wandb_run_id").is_file()  # the run's W&B id; eval logs to "<id>-eval"
     assert list((run / "wandb").glob("offline-run-*"))
 
 

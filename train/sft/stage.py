@@ -17,6 +17,7 @@ from triglot.train.engine import batch_layout, build_engine, deepspeed_config, i
 from triglot.train.model import build_model, load_tokenizer
 from triglot.train.sft.data import build_sft_sampler, sft_input_files
 from triglot.train.sft.lora import apply_lora, export_merged
+from triglot.train.run_state import training_marker
 from triglot.train.trainer import Trainer, fit_and_export
 
 from triglot.config import to_container
@@ -118,7 +119,9 @@ def run_sft_training(cfg: Any, force: bool = False) -> dict:
         return manifest.previous
     init_distributed(cfg, read_dist_env())
     preflight(float(cfg.train.preflight_timeout_s))
-    return fit_and_export(SftTrainer(cfg, tokenizer_dir), root, manifest, lora=bool(cfg.sft.lora.enabled))
+    trainer = SftTrainer(cfg, tokenizer_dir)
+    with training_marker(root, trainer.rank):
+        return fit_and_export(trainer, root, manifest, lora=bool(cfg.sft.lora.enabled))
 
 
 def pipeline_sft_config(cfg: Any) -> Any:
