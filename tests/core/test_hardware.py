@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -88,35 +89,34 @@ def test_no_torch_cuda_outside_hardware_layer(repo_root: Path) -> None:
     assert offenders == []
 
 
-STEP_LIKE_ALLOCATIONS = """
-import resource, sys
-import torch
+ALLOCATOR_PROBE = """
+import ctypes, sys
 from triglot.hardware import tune_host_allocator
 applied = tune_host_allocator() if sys.argv[1] == "tuned" else False
-
-def step():  # buffers of a training step: a few large ones and some small ones, freed out of order
-    keep = [torch.ones(n) for n in (5_000_000, 2_000_000, 250_000, 250_000, 8_000_000)]
-    del keep[0]
-    keep += [torch.ones(3_000_000) for _ in range(3)]
-
-for _ in range(3):
-    step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(30):
-    step()
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+libc = ctypes.CDLL("libc.so.6")
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 16 << 20  # a step-sized buffer: activations or a gradient bucket
+before = libc.mallinfo2().hblks
+block = libc.malloc(size)
+mapped = libc.mallinfo2().hblks - before
+libc.free(block)
+print(applied, mapped, int(libc.mallinfo2().fordblks >= size))
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc allocator settings")
-def test_tuned_allocator_reuses_pages_between_steps() -> None:
-    """After tuning, repeating a step's allocations faults (almost) no new pages in."""
-    def faults(mode: str) -> tuple[str, int]:
-        out = subprocess.run([sys.executable, "-c", STEP_LIKE_ALLOCATIONS, mode], capture_output=True, text=True,
-                             check=True).stdout.split()
-        return out[0], int(out[1])
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc allocator settings")
+def test_tuned_allocator_keeps_step_buffers_in_the_heap() -> None:
+    """After tuning, a step-sized block comes from the heap and stays there once freed, so the next step
+    reuses its pages instead of mapping and faulting them in again. Allocator state, not timing or load."""
+    def probe(mode: str) -> list[str]:
+        return subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE, mode], capture_output=True, text=True,
+                              check=True).stdout.split()
 
-    applied, tuned = faults("tuned")
-    assert applied == "True"
-    assert tuned < 1000, f"{tuned} page faults in 30 steps with the tuned allocator " \
-                         f"({faults('default')[1]} with glibc's defaults)"
+    assert probe("tuned") == ["True", "0", "1"]
+    # glibc's defaults map a block this large on its own and unmap it on free: the case tuning prevents.
+    assert probe("default") == ["False", "1", "0"]
