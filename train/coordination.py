@@ -91,10 +91,55 @@ class Preempted(Exception):
 
 
 class NonFiniteLoss(RuntimeError):
-    def __init__(self, step: int, value: float, what: str = "loss"):
-        super().__init__(f"{what} is {value} at step {step}; lower train.lr, raise train.warmup_steps or check the "
-                         "data and model init (set train.on_nonfinite=skip to drop such batches instead)")
+    """The run cannot go on: a non-finite loss or gradient norm (or fp16 overflows it cannot recover from)."""
+
+    HINT = ("lower train.lr, raise train.warmup_steps or check the data and model init "
+            "(set train.on_nonfinite=skip to drop such batches instead)")
+
+    def __init__(self, step: int, value: float, what: str = "loss", hint: str = HINT):
+        super().__init__(f"{what} is {value} at step {step}; {hint}")
         self.step = step
+
+
+class OverflowGuard:
+    """fp16 loss scaling: DeepSpeed skips a step whose gradients overflow and lowers the scale.
+
+    `check()` counts such steps (DeepSpeed's `skipped_steps`) and stops the run after
+    `max_in_row` overflows in a row (0: never), or at an overflow the scale can no longer absorb:
+    at the minimum dynamic scale, or at any static scale. Ranks agree without communicating:
+    DeepSpeed all-reduces the overflow flag, and the scale is the same everywhere.
+    """
+
+    def __init__(self, engine: Any, max_in_row: int):
+        self.engine, self.max_in_row, self.in_row = engine, max_in_row, 0
+        self.active = bool(engine.fp16_enabled())
+        scaler = getattr(engine.optimizer, "loss_scaler", None)
+        if self.active and hasattr(scaler, "raise_error_at_min_scale"):
+            scaler.raise_error_at_min_scale = False  # check() raises a NonFiniteLoss instead of a bare Exception
+
+    def scale(self) -> float:
+        return float(self.engine.optimizer.loss_scale) if self.active else 1.0
+
+    def min_scale(self) -> float:
+        if self.engine.dynamic_loss_scale():
+            return float(self.engine.dynamic_loss_scale_args()["min_scale"])
+        return self.scale()
+
+    def check(self, step: int, loss_nonfinite: bool, scale_before: float) -> None:
+        """After DeepSpeed's optimizer step: reset the count, or count an overflow and maybe stop."""
+        if self.engine.was_step_applied():
+            self.in_row = 0
+            return
+        self.in_row += 1
+        what, value = ("loss", float("nan")) if loss_nonfinite else ("gradient norm", float("inf"))
+        log.warning("fp16 overflow at step %d (loss scale %g): step skipped, %d in a row", step, scale_before,
+                    self.in_row)
+        if scale_before <= self.min_scale():
+            raise NonFiniteLoss(step, value, what=f"{what} at the minimum fp16 loss scale {scale_before:g}")
+        if self.max_in_row and self.in_row >= self.max_in_row:
+            raise NonFiniteLoss(step, value, what=f"{what} ({self.in_row} fp16 overflows in a row, loss "
+                                f"scale now {self.scale():g})", hint="lower train.lr or raise train.warmup_steps; "
+                                "train.max_overflow_steps sets how many overflows in a row are tolerated")
 
 
 def oom_message(step: int, cfg: Any, err: BaseException) -> str:

@@ -42,7 +42,7 @@ class StepMetrics:
         record = {
             "loss": out["loss"],
             "lr": out["lr"],
-            "grad_norm": _float(t.engine.get_global_grad_norm()),
+            "grad_norm": out["grad_norm"],
             "tokens_per_s": global_tokens / seconds,
             "step_time_s": seconds,
             "data_wait_s": counts[-2] / t.world,
@@ -50,7 +50,11 @@ class StepMetrics:
             "memory_gb": peak_memory_bytes() / 2**30,
             "target_tokens": out["global_tokens"],
             "skipped_batches": out["skipped_batches"],
+            # Steps whose update was skipped so far (fp16 overflows, steps with every micro-batch dropped).
+            "skipped_steps": int(t.engine.skipped_steps),
         }
+        if t.overflow_guard.active:
+            record["loss_scale"] = t.overflow_guard.scale()
         for r, n in enumerate(out["tokens_per_rank"]):
             record[f"tokens_per_s/rank{r}"] = n / seconds
         record.update({f"tokens_seen/{lang}": n for lang, n in t.tokens_seen.items()})
@@ -64,12 +68,6 @@ class StepMetrics:
         out = {"steps": step, **{k: v for k, v in self.last.items() if not k.startswith("tokens_per_s/")}}
         self.tracker.summary(out)
         return out
-
-
-def _float(value: Any) -> float:
-    if value is None:
-        return float("nan")
-    return float(value.item() if hasattr(value, "item") else value)
 
 
 def validate(trainer: Any) -> dict:

@@ -15,7 +15,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from triglot.train import checkpoint as ckpt
-from triglot.train.coordination import NonFiniteLoss, Preempted, StopRequest, is_oom, oom_message, preflight
+from triglot.train.coordination import (
+    NonFiniteLoss,
+    OverflowGuard,
+    Preempted,
+    StopRequest,
+    is_oom,
+    oom_message,
+    preflight,
+)
 from triglot.train.data import MixtureSampler, Prefetcher, split_documents
 from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
 from triglot.train.metrics import SampleLog, StepMetrics, validate
@@ -116,46 +124,94 @@ class Trainer:
         return t.tolist()
 
     def train_step(self, step: int, micro_batches: list[dict], extra: list[float] = ()) -> dict:
-        """Forward/backward every micro-batch and step; gradients equal d(sum loss)/d(theta) / N_global.
+        """Forward/backward every kept micro-batch and step; gradients equal d(sum loss)/d(theta) / N_global.
 
-        `extra` (per-rank numbers for the metrics) rides on the one all-reduce after the step.
+        N_global counts the target tokens of the kept micro-batches on all ranks (all of them unless
+        train.on_nonfinite=skip drops some). A step with nothing kept on any rank calls no DeepSpeed
+        step: weights, optimizer state and LR schedule stay as they are. `extra` (per-rank numbers for
+        the metrics) rides on the one all-reduce after the step.
         """
-        local = sum(int((mb["labels"] != -100).sum()) for mb in micro_batches)
-        agreed = self._all_reduce([local if r == self.rank else 0 for r in range(self.world)]
-                                  + [float(self.stop.requested)])
-        per_rank, stop = agreed[: self.world], agreed[-1] > 0
+        keep = self._kept_micro_batches(step, micro_batches)
+        per_rank, dropped, stop = self._agree(micro_batches, keep)
         global_tokens = max(1.0, sum(per_rank))
         # DeepSpeed averages gradients over ranks; multiplying by world undoes it (no 1/accumulation:
         # backward is called with scale_wrt_gas=False), so the update sees sum-of-losses / N_global.
         scale = self.world / global_tokens
-        skip_mode = self.cfg.train.on_nonfinite.value == "skip"
-        loss_sum, bad, skipped = 0.0, 0.0, 0
-        for mb in micro_batches:
-            loss, _ = packed_loss_sum(self.engine, mb, self.device)
+        applied = dropped < self.world * len(micro_batches)
+        scale_before = self.overflow_guard.scale()
+        loss_sum, bad = 0.0, 0.0
+        for mb, kept in zip(micro_batches, keep, strict=True) if applied else ():
+            loss = packed_loss_sum(self.engine, mb, self.device)[0] if kept else self._dropped_loss()
             finite = bool(loss.isfinite())
-            # Skipping needs every rank to agree before backward; stopping can wait for the step's end.
-            if skip_mode and self._all_reduce([float(not finite)])[0]:
-                loss = self._nonfinite(step, loss)
-                skipped += 1
             loss_sum += float(loss.item()) if finite else 0.0
             bad += 0.0 if finite else 1.0
             self.engine.backward(loss * scale, scale_wrt_gas=False)
             self.engine.step()
+        if not applied:
+            self.engine.skipped_steps += 1  # DeepSpeed's own count of skipped steps, kept in its checkpoints
         reduced = self._all_reduce([loss_sum, bad, *extra])
-        if reduced[1] and not skip_mode:
-            raise NonFiniteLoss(step, float("nan"))
-        norm = self.engine.get_global_grad_norm()
-        if norm is not None and not math.isfinite(float(norm)) and not skip_mode:
-            raise NonFiniteLoss(step, float(norm), what="gradient norm")
+        norm = self._check_step(step, reduced[1] > 0, scale_before, applied)
         return {"loss": reduced[0] / global_tokens, "tokens_per_rank": per_rank, "global_tokens": global_tokens,
-                "stop": stop, "skipped_batches": skipped, "extra": reduced[2:]}
+                "stop": stop, "skipped_batches": dropped, "step_applied": applied and self.engine.was_step_applied(),
+                "grad_norm": norm, "extra": reduced[2:]}
 
-    def _nonfinite(self, step: int, loss: Any) -> Any:
-        if self.cfg.train.on_nonfinite.value == "stop" or self.cfg.train.zero_stage == 3:
+    def _kept_micro_batches(self, step: int, micro_batches: list[dict]) -> list[bool]:
+        """All micro-batches, or with train.on_nonfinite=skip those whose loss is finite on every rank.
+
+        Skip mode runs each forward once without gradients first (about a third more compute per
+        step), so that the normaliser leaves out the dropped tokens before any backward. Ranks drop
+        the same micro-steps: ZeRO-2 reduces gradients bucket by bucket in the order their hooks
+        fire, and a zero loss fires them in another order than a real backward.
+        """
+        import torch
+
+        if self.cfg.train.on_nonfinite.value != "skip":
+            return [True] * len(micro_batches)
+        with torch.no_grad():
+            local = [float(not packed_loss_sum(self.engine, mb, self.device)[0].isfinite()) for mb in micro_batches]
+        keep = [bad == 0 for bad in self._all_reduce(local)]
+        if all(keep):
+            return keep
+        if self.cfg.train.zero_stage == 3:
+            # ZeRO-3 holds only a shard of each parameter outside forward: no zero loss reaches them all.
+            raise NonFiniteLoss(step, float("nan"), hint="train.on_nonfinite=skip needs train.zero_stage<=2")
+        log.warning("non-finite loss at step %d: dropping micro-step(s) %s on every rank (non-finite on rank %d: %s)",
+                    step, [i for i, k in enumerate(keep) if not k], self.rank, [i for i, b in enumerate(local) if b])
+        return keep
+
+    def _agree(self, micro_batches: list[dict], keep: list[bool]) -> tuple[list[float], int, bool]:
+        """Kept target tokens per rank, dropped micro-batches on all ranks, stop request: one all-reduce."""
+        local = sum(int((mb["labels"] != -100).sum()) for mb, kept in zip(micro_batches, keep, strict=True) if kept)
+        agreed = self._all_reduce([local if r == self.rank else 0 for r in range(self.world)]
+                                  + [float(self.stop.requested)])
+        return agreed[: self.world], keep.count(False) * self.world, agreed[-1] > 0
+
+    def _dropped_loss(self) -> Any:
+        """A zero that reaches every parameter, so DeepSpeed's gradient hooks and reductions run as usual."""
+        # Empty slices: zero whatever the weights hold (a NaN weight times 0 would still be NaN).
+        return sum(p.narrow(0, 0, 0).sum() for p in self.engine.module.parameters())
+
+    def _check_step(self, step: int, loss_nonfinite: bool, scale_before: float, applied: bool) -> float:
+        """The step's gradient norm; raises NonFiniteLoss when the run should stop."""
+        norm = self.engine.get_global_grad_norm() if applied else None
+        norm = float("nan") if norm is None else float(norm)
+        if self.overflow_guard.active:  # fp16: a non-finite loss or gradient is an overflow DeepSpeed skipped
+            if applied:
+                self.overflow_guard.check(step, loss_nonfinite, scale_before)
+            return norm
+        if self.cfg.train.on_nonfinite.value == "skip":
+            return norm
+        if loss_nonfinite:
             raise NonFiniteLoss(step, float("nan"))
-        log.warning("non-finite loss at step %d: dropping that micro-batch", step)
-        # A zero that reaches every parameter, so DeepSpeed's gradient hooks run as usual.
-        return sum(p.sum() for p in self.engine.module.parameters()) * 0.0
+        if not math.isfinite(norm) and applied:
+            raise NonFiniteLoss(step, norm, what="gradient norm")
+        return norm
+
+    @property
+    def overflow_guard(self) -> OverflowGuard:
+        if "_overflow_guard" not in self.__dict__:
+            self._overflow_guard = OverflowGuard(self.engine, int(self.cfg.train.max_overflow_steps))
+        return self._overflow_guard
 
     # ---- the loop ----------------------------------------------------------------------------
 

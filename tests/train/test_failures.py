@@ -32,7 +32,21 @@ def test_nonfinite_loss_can_skip(tmp_path, packed_dir):
                            checkpoint={"every": 10, "export_hf": False})
     run_torchrun(2, ["train", str(exp), "model.rms_norm_eps=-1.0"], timeout=300)
     metrics = read_metrics(tmp_path / "run")
-    assert [metrics[s]["skipped_batches"] for s in (1, 2, 3)] == [1, 1, 1]
+    # Every loss is NaN: both ranks' micro-batches are dropped and no step updates the weights.
+    assert [metrics[s]["skipped_batches"] for s in (1, 2, 3)] == [2, 2, 2]
+    assert [metrics[s]["skipped_steps"] for s in (1, 2, 3)] == [1, 2, 3]
+
+
+@pytest.mark.distributed
+def test_skip_leaves_dropped_tokens_out_and_all_dropped_steps_change_nothing(tmp_path, packed_dir):
+    # Two micro-batches per rank; the script poisons some of them (see nonfinite_step_script.py).
+    exp = write_experiment(tmp_path / "exp.yaml", tmp_path / "run", packed_dir, steps=3, on_nonfinite="skip",
+                           micro_batch_size=2, warmup_steps=0, lr=1e-3)
+    proc = run_torchrun(2, [str(exp)], script=str(HERE / "nonfinite_step_script.py"), timeout=300,
+                        check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert out.count("NONFINITE CHECKS PASSED") == 2
 
 
 @pytest.mark.distributed

@@ -16,7 +16,9 @@ class Schedule(str, Enum):
 
 class OnNonFinite(str, Enum):
     stop = "stop"  # raise, naming the step
-    skip = "skip"  # drop the micro-batch whose loss is NaN/inf and go on
+    # Drop micro-batches whose loss is NaN/inf (their tokens leave the normaliser) and go on; a step
+    # with every micro-batch dropped leaves weights, optimizer state and LR schedule as they were.
+    skip = "skip"
 
 
 @dataclass
@@ -68,6 +70,9 @@ class TrainSection:
     val_batches: int = 2  # micro-batches per language per rank
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     on_nonfinite: OnNonFinite = OnNonFinite.stop
+    # fp16 with dynamic loss scaling: an overflowed step is skipped and the scale halved; the run
+    # stops after this many overflowed steps in a row (0: never), or at an overflow at the minimum scale.
+    max_overflow_steps: int = 20
     dist_timeout_s: int = 600  # collectives that wait longer fail instead of hanging
     preflight_timeout_s: int = 120
     prefetch: int = 2  # steps of batches built ahead by the loader thread
