@@ -60,14 +60,30 @@ def aggregate(records: list[dict], suites: dict[str, Any]) -> dict:
         for s, v in subj.items():
             for c in v["categories"]:
                 cats[c].append(s)
+        rows = [r for rs in subjects.values() for r in rs]
         out[name] = {
             "split": next(iter(subjects.values()))[0]["split"],
             "language": suite.language,
             "subjects": subj,
             "categories": {c: _group([subj[s] for s in members]) for c, members in sorted(cats.items())},
-            "overall": _group(list(subj.values())),
+            "overall": _group(list(subj.values())) | letter_spread(rows),
         }
     return out
+
+
+def letter_spread(rows: list[dict]) -> dict:
+    """Chance accuracy (mean of 1/choices) and how often each letter was predicted and is the answer.
+
+    A model that always answers A has a spread of {"A": n}: easy to see beside its accuracy.
+    """
+    predicted: dict[str, int] = defaultdict(int)
+    gold: dict[str, int] = defaultdict(int)
+    for r in rows:
+        predicted[r["prediction"]] += 1
+        if r["gold"] is not None:
+            gold[r["gold"]] += 1
+    return {"chance": _mean([1 / len(r["letters"]) for r in rows if r["letters"]]),
+            "predicted": dict(sorted(predicted.items())), "gold": dict(sorted(gold.items()))}
 
 
 def _group(members: list[dict]) -> dict:
@@ -87,7 +103,7 @@ def ceval_submission(records: list[dict]) -> dict:
     return dict(out)
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
@@ -99,13 +115,17 @@ def summary_markdown(results: dict) -> str:
               f"{results['settings']['num_fewshot']}-shot, {results['settings']['mode']} scoring; "
               f"{results['timing']['questions']} questions in {results['timing']['seconds']:.1f} s "
               f"on {results['timing']['world_size']} rank(s).", "",
-              "Accuracy in %: **weighted** counts every question once; **subject mean** averages the subjects.", "",
-              "| suite | split | category | subjects | questions | accuracy (weighted) | accuracy (subject mean) |",
-              "|---|---|---|---|---|---|---|"]
+              "Accuracy in %: **weighted** counts every question once; **subject mean** averages the subjects; "
+              "**chance** is what guessing scores.", "",
+              "| suite | split | category | subjects | questions | accuracy (weighted) | accuracy (subject mean) "
+              "| chance |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, s in results["scores"].items():
+        chance = pct(s["overall"].get("chance"))
         for label, g in [("overall", s["overall"]), *s["categories"].items()]:
-            lines.append(f"| {name} | {s['split']} | {label} | {g['subjects']} | {g['questions']} | "
-                         f"{_pct(g['accuracy_question_weighted'])} | {_pct(g['accuracy_subject_mean'])} |")
+            lines.append(f"| {name} | {s['split']} | {label} | {g['subjects']} | {few(g['questions'])} | "
+                         f"{pct(g['accuracy_question_weighted'])} | {pct(g['accuracy_subject_mean'])} | {chance} |")
+    lines += few_note(results["scores"]) + ["", *spread_table({"": results})]
     if results.get("perplexity"):
         lines += ["", "| language | characters | tokens | perplexity | bits per character |", "|---|---|---|---|---|"]
         for lang, p in results["perplexity"].items():
@@ -118,6 +138,39 @@ def summary_markdown(results: dict) -> str:
     if results.get("ceval_submission"):
         lines += ["", f"C-Eval test predictions: {results['ceval_submission']} (official submission format)."]
     return "\n".join(lines) + "\n"
+
+
+# Below this many questions a score says little: two standard errors at p = 0.5 are over 10 points.
+MIN_QUESTIONS = 100
+
+
+def few(n: int) -> str:
+    return f"{n} ⚠" if n < MIN_QUESTIONS else str(n)
+
+
+def few_note(scores: dict) -> list[str]:
+    if not any(s["overall"]["questions"] < MIN_QUESTIONS for s in scores.values()):
+        return []
+    smallest = min(s["overall"]["questions"] for s in scores.values())
+    margin = 200 * math.sqrt(0.25 / max(1, smallest))
+    return ["", f"⚠ fewer than {MIN_QUESTIONS} questions: such rows mean little (with {smallest} questions, "
+            f"two standard errors are ±{margin:.0f} points). Score more (eval.limit_per_subject=0 scores all)."]
+
+
+def spread_table(by_model: dict[str, dict]) -> list[str]:
+    """Share of each predicted letter per suite (and model), beside the answers' own spread."""
+    lines = ["Predicted letters in % (answers' spread in brackets):", "",
+             "| suite | model | predictions |" if any(by_model) else "| suite | predictions |",
+             "|---|---|---|" if any(by_model) else "|---|---|"]
+    for label, res in by_model.items():
+        for name, s in res["scores"].items():
+            pred, gold = s["overall"].get("predicted", {}), s["overall"].get("gold", {})
+            total, total_gold = max(1, sum(pred.values())), max(1, sum(gold.values()))
+            cells = ", ".join(f"{k} {100 * pred.get(k, 0) / total:.0f}" +
+                              (f" [{100 * gold.get(k, 0) / total_gold:.0f}]" if gold else "")
+                              for k in sorted(set(pred) | set(gold)))
+            lines.append(f"| {name} | {label} | {cells} |" if label else f"| {name} | {cells} |")
+    return lines
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -7,7 +7,6 @@ which writes results.json, samples.jsonl, summary.md and logs to the run's W&B r
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -18,15 +17,16 @@ from typing import Any
 from triglot.eval import checkpoints, results
 from triglot.eval.checkpoints import Checkpoint
 from triglot.eval.perplexity import heldout_rows, perplexity_by_language
+from triglot.eval.report import write_run_summary
 from triglot.eval.scoring import encode_pairs, question_rows, score_rows, shard_rows
 from triglot.eval.tasks import build_requests, load_suites
+from triglot.train.run_state import training_finished
 
 from triglot.config import to_container
 from triglot.dist import read_dist_env
 from triglot.errors import InputError
 from triglot.manifest import StageManifest
 from triglot.paths import run_dir as run_dir_of
-from triglot.train.run_state import training_finished
 from triglot.tracking import start_tracker
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def _write_outputs(cfg: Any, ckpt: Checkpoint, out_dir: Path, manifest: StageMan
     results.write_samples(out_dir / "samples.jsonl", records)
     summary = results.summary_markdown(res)
     (out_dir / "summary.md").write_text(summary, encoding="utf-8")
-    shutil.copyfile(out_dir / "summary.md", out_dir.parent / "summary.md")  # the latest, at the eval root
+    write_run_summary(out_dir.parent, tracking_dir or run_dir_of(cfg))  # every model of the run, side by side
     metrics = results.flat_metrics(res)
     _track(cfg, tracking_dir or run_dir_of(cfg), out_dir, ckpt, metrics, res)
     outputs = [out_dir / n for n in ("results.json", "samples.jsonl", "summary.md", "ceval_submission.json")]

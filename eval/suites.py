@@ -42,8 +42,21 @@ class LoadReport:
     skipped: list[dict] = field(default_factory=list)
 
     def skip(self, path: Path, line: int, reason: str) -> None:
-        log.warning("%s:%d: %s; row skipped", path, line, reason)
         self.skipped.append({"file": str(path), "line": line, "reason": reason})
+
+    def warn(self) -> None:
+        """One warning per file with skipped rows, from rank 0 only (every rank loads the same files)."""
+        from triglot.dist import read_dist_env
+
+        if read_dist_env().rank != 0:
+            return
+        by_file: dict[str, list[dict]] = {}
+        for row in self.skipped:
+            by_file.setdefault(row["file"], []).append(row)
+        for path, rows in by_file.items():
+            first = rows[0]
+            log.warning("%s: %d malformed row(s) skipped (first at line %d: %s); all are listed in results.json",
+                        path, len(rows), first["line"], first["reason"])
 
 
 class Suite:

@@ -49,6 +49,7 @@ def load_suites(ecfg: Any) -> list[LoadedSuite]:
             matched |= {subject, f"{name}/{subject}"}
             rows = suite.load(subject, split, report)
             questions += rows[: ecfg.limit_per_subject] if ecfg.limit_per_subject > 0 else rows
+        report.warn()
         loaded.append(LoadedSuite(suite, split, questions, report))
     unknown = [s for s in ecfg.subjects if s not in matched]
     if unknown:
