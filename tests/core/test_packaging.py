@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -38,8 +39,12 @@ def test_stage_runs_triglot_from_a_folder_holding_train_py(tmp_path: Path, repo_
 
 @pytest.mark.slow
 def test_installed_distribution_has_only_triglot_at_top_level(tmp_path: Path, repo_root: Path) -> None:
+    # Built from a copy: setuptools leaves build/ and *.egg-info next to the sources it builds.
+    src = tmp_path / "src"
+    shutil.copytree(repo_root, src, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info",
+                                                                   "__pycache__", "wandb"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(repo_root)], check=True, capture_output=True, timeout=600)
+                    "-w", str(tmp_path), str(src)], check=True, capture_output=True, timeout=600)
     (wheel,) = tmp_path.glob("triglot-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
