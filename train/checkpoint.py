@@ -13,8 +13,7 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +151,10 @@ def free_bytes(root: Path) -> int:
     return shutil.disk_usage(root).free
 
 
-def disk_full(folder: Path, needed: int, root: Path) -> DiskFull:
-    return DiskFull(f"no space left to save checkpoint {folder}: it needs about {needed} bytes and "
+def disk_full(folder: Path, needed: int, root: Path, before: bool = False) -> DiskFull:
+    """One line for the user; `before`: found by the free-space check, nothing was written."""
+    when = "checked before writing" if before else "the disk filled while writing"
+    return DiskFull(f"no space left to save checkpoint {folder} ({when}): it needs about {needed} bytes and "
                     f"{free_bytes(root)} bytes are free on {root}; free some space, lower "
                     "train.checkpoint.keep_last or point train.checkpoint.dir at a larger disk, then rerun")
 
@@ -167,17 +168,16 @@ def is_disk_full(err: BaseException) -> bool:
                                               or "unexpected pos" in text)
 
 
-@contextmanager
-def disk_full_guard(folder: Path, needed: int, root: Path, cleanup: Path | None = None) -> Iterator[None]:
-    """Turn a write that ran out of space into one DiskFull naming the checkpoint and the bytes."""
+def ran_out_of_space(write: Callable[[], Any]) -> bool:
+    """Run `write`; True when it ran out of disk space (so the ranks can agree and stop together)."""
     try:
-        yield
+        write()
     except (OSError, RuntimeError) as err:
         if not is_disk_full(err):
             raise
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)  # give the space back; a rerun starts clean
-        raise disk_full(folder, needed, root) from None
+        log.debug("disk full while writing a checkpoint: %s", err)
+        return True
+    return False
 
 
 def remove_stale(root: Path) -> None:
@@ -188,27 +188,43 @@ def remove_stale(root: Path) -> None:
 
 
 def save_checkpoint(engine: Any, root: Path, step: int, rank: int, client: dict, extra_files: dict[str, Any],
-                    barrier: Any, needed: int = 0) -> Path:
-    """Collective: every rank writes its DeepSpeed shards and RNG state, then rank 0 commits."""
+                    barrier: Any, agree: Callable[[bool], bool], needed: int = 0) -> Path:
+    """Collective: every rank writes its DeepSpeed shards and RNG state, then rank 0 commits.
+
+    A rank that runs out of space still takes part in the remaining collectives; `agree` (true on every
+    rank when any rank says true) then makes all ranks raise the same DiskFull, with no traceback.
+    """
     import torch
 
     tmp = root / f"{TMP_PREFIX}{step:08d}"
     final = root / step_name(step)
-    with disk_full_guard(final, needed, root, cleanup=tmp):
-        if rank == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    # DeepSpeed writes after its last collective but one, a closing barrier: a rank whose write failed
+    # joins that barrier here, so the others do not wait on it forever.
+    full = ran_out_of_space(lambda: engine.save_checkpoint(str(tmp), tag=STATE_TAG, client_state=client,
+                                                           save_latest=False))
+    if full:
         barrier()
-        engine.save_checkpoint(str(tmp), tag=STATE_TAG, client_state=client, save_latest=False)
-        torch.save(rng_state(), tmp / f"rng-rank{rank:05d}.pt")
-        barrier()
+    full = ran_out_of_space(lambda: torch.save(rng_state(), tmp / f"rng-rank{rank:05d}.pt")) or full
+    if rank == 0 and not full:
+        full = ran_out_of_space(lambda: _write_extra(tmp, extra_files))
+    if agree(full):
         if rank == 0:
-            for name, value in extra_files.items():
-                text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
-                (tmp / name).write_text(text, encoding="utf-8")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            shutil.rmtree(tmp, ignore_errors=True)  # give the space back; a rerun starts clean
+        raise disk_full(final, needed, root)
+    if rank == 0:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
     return final
+
+
+def _write_extra(folder: Path, extra_files: dict[str, Any]) -> None:
+    for name, value in extra_files.items():
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+        (folder / name).write_text(text, encoding="utf-8")
 
 
 def commit(folder: Path, step: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -327,27 +328,41 @@ class Trainer:
         extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage(), ckpt.META: meta}
         needed = self._check_space(step)
         folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier,
-                                      needed=needed)
+                                      self._any_rank, needed=needed)
         dist.barrier()
-        with ckpt.disk_full_guard(folder, needed, self.root, cleanup=folder):
-            if self.cfg.train.checkpoint.export_hf:
-                self.export(folder / "hf")
+        if self._any_rank(ckpt.ran_out_of_space(lambda: self._export_and_commit(folder, step))):
             if self.rank == 0:
-                ckpt.commit(folder, step)
-                ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
-        dist.barrier()
+                shutil.rmtree(folder, ignore_errors=True)  # uncommitted: give the space back
+            raise ckpt.disk_full(folder, needed, self.root)
         return folder
+
+    def _export_and_commit(self, folder: Path, step: int) -> None:
+        if self.cfg.train.checkpoint.export_hf:
+            self.export(folder / "hf")
+        if self.rank == 0:
+            ckpt.commit(folder, step)
+            ckpt.prune(self.root, int(self.cfg.train.checkpoint.keep_last))
+
+    def _any_rank(self, flag: bool) -> bool:
+        """Collective: true on every rank when it is true on any (the all-reduce doubles as a barrier)."""
+        return bool(self._all_reduce([float(flag)])[0]) if self.world > 1 else flag
 
     def _check_space(self, step: int) -> int:
         """Collective: every rank has room for another checkpoint the size of the last one, or all stop."""
         found = ckpt.complete_checkpoints(self.root)
-        needed = ckpt.checkpoint_bytes(found[-1][1]) if found else 0
-        short = float(ckpt.free_bytes(self.root) < needed)
-        if self.world > 1:
-            short = self._all_reduce([short])[0]
-        if short:
-            raise ckpt.disk_full(self.root / ckpt.step_name(step), needed, self.root)
-        return needed
+        last = ckpt.checkpoint_bytes(found[-1][1]) if found else 0
+        if self._any_rank(ckpt.free_bytes(self.root) < last):
+            raise ckpt.disk_full(self.root / ckpt.step_name(step), last, self.root, before=True)
+        return last or self._estimated_checkpoint_bytes()
+
+    def _estimated_checkpoint_bytes(self) -> int:
+        """Before the first checkpoint, for the disk-full message: weights, plus fp32 master and two Adam
+        moments per trainable parameter (ZeRO-3 parameters report their full size as ds_numel)."""
+        params = [(getattr(p, "ds_numel", p.numel()), p.element_size(), p.requires_grad)
+                  for p in self.engine.module.parameters()]
+        weights = sum(n * size for n, size, _ in params)
+        exported = weights if self.cfg.train.checkpoint.export_hf else 0
+        return weights + exported + sum(12 * n for n, _, trains in params if trains)
 
     def export(self, out_dir: Path) -> None:
         """Hugging Face folder (safetensors, config, tokenizer) of the current weights, from any ZeRO stage."""

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from triglot.eval import checkpoints
-from triglot.train.checkpoint import commit
 from triglot.eval.runner import run_eval_stage, watch
+from triglot.train.checkpoint import commit
 
 from triglot.cli import main
 from triglot.config import save_config

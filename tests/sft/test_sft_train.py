@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.train.resume_check import assert_resumed_from
 from triglot.testing import run_torchrun
 
 pytestmark = [pytest.mark.distributed]
@@ -69,6 +70,7 @@ def test_full_finetune_two_ranks_and_exact_resume(tiny_model_dir: Path, tmp_path
     run_torchrun(2, ["sft", str(resumed)])
     write_run(tmp_path / "resumed", tiny_model_dir, steps=4, zero=2)
     run_torchrun(2, ["sft", str(resumed)])
+    assert_resumed_from(tmp_path / "resumed" / "sft" / "checkpoints" / "metrics.jsonl", 2, 4)
     second = losses(tmp_path / "resumed")
     for step in (3, 4):
         assert second[step] == pytest.approx(first[step], rel=1e-6, abs=1e-7)

@@ -14,6 +14,7 @@ import pytest
 from triglot.train.coordination import EXIT_PREEMPTED
 
 from tests.train.conftest import read_metrics, write_experiment
+from tests.train.resume_check import assert_resumed_from
 from triglot.testing import run_torchrun, start_torchrun, worker_pids
 
 pytestmark = pytest.mark.distributed
@@ -82,6 +83,7 @@ def test_signal_stop_then_resume_is_exact(tmp_path, packed_dir, reference):
     assert stopped < STEPS and (run / "checkpoints" / f"step-{stopped:08d}" / "COMPLETE").is_file()
     assert json.loads((run / "checkpoints" / "PREEMPTED").read_text())["step"] == stopped
     run_torchrun(2, ["train", str(exp)], timeout=400)
+    assert_resumed_from(run / "checkpoints" / "metrics.jsonl", stopped, STEPS)
     _assert_same_run(run, reference)
     assert not (run / "checkpoints" / "PREEMPTED").exists()
     # keep_last=2: only the two newest checkpoints remain.
@@ -97,7 +99,10 @@ def test_kill_one_rank_then_resume_is_exact(tmp_path, packed_dir, reference):
     # The surviving rank must not hang: torchrun tears the job down and exits non-zero.
     assert proc.wait(timeout=180) != 0
     assert max(read_metrics(run)) < STEPS
+    saved = max(int(p.parent.name[5:]) for p in (run / "checkpoints").glob("step-*/COMPLETE"))
+    assert saved >= 6
     run_torchrun(2, ["train", str(exp)], timeout=400)
+    assert_resumed_from(run / "checkpoints" / "metrics.jsonl", saved, STEPS)
     _assert_same_run(run, reference)
 
 
@@ -107,6 +112,8 @@ def test_resume_at_another_world_size_sees_the_same_samples(tmp_path, packed_dir
     _wait_for_step(run, 5, proc)
     os.kill(worker_pids(proc.pid)[0], signal.SIGTERM)
     proc.wait(timeout=240)
+    stopped = max(read_metrics(run))
     # Same global batch (8) on one rank: micro-batch 4 with two accumulation steps.
     run_torchrun(1, ["train", str(exp), "train.micro_batch_size=4"], timeout=400)
+    assert_resumed_from(run / "checkpoints" / "metrics.jsonl", stopped, STEPS)
     _assert_same_run(run, reference, exact=False)
