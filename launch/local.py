@@ -6,13 +6,12 @@ Two launchers with --nnodes 2 and node ranks 0 and 1 (here or on two hosts) trai
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from triglot.launch.clusters import load_cluster
 from triglot.launch.comm import comm_env
+from triglot.launch.torchrun import run_ranks, torchrun_argv, triglot_target
 
 from triglot.config import save_config
 from triglot.stages import STAGES
@@ -21,21 +20,21 @@ from triglot.stages import STAGES
 def torchrun_command(stage: str, config_path: Path, nproc: int, nnodes: int = 1, node_rank: int = 0,
                      master_addr: str = "127.0.0.1", master_port: int = 29500, force: bool = False,
                      rendezvous_timeout_s: int = 900) -> list[str]:
-    """torchrun (python -m torch.distributed.run) running `triglot <stage command> CONFIG` on this node."""
-    spec = STAGES[stage]
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
-    if nnodes > 1:
-        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master_addr}",
-                f"--master-port={master_port}", f"--rdzv-conf=timeout={rendezvous_timeout_s}"]
-    else:
-        cmd += ["--standalone"]
-    return [*cmd, "-m", "triglot", *spec.command, str(config_path), *(["--force"] if force else [])]
+    """torchrun (triglot.launch.torchrun) running `triglot <stage command> CONFIG` on this node."""
+    target = triglot_target([*STAGES[stage].command, str(config_path), *(["--force"] if force else [])])
+    if nnodes == 1:
+        return torchrun_argv(nproc, target)
+    return torchrun_argv(nproc, target, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                         master_port=master_port, rendezvous_timeout_s=rendezvous_timeout_s)
 
 
 def launch_local(cfg: Any, stage: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
                  master_addr: str = "127.0.0.1", master_port: int = 29500, force: bool = False,
                  dry_run: bool = False) -> int:
-    """Save the resolved config and run the stage under torchrun; returns torchrun's exit code."""
+    """Save the resolved config and run the stage under torchrun; returns torchrun's exit code.
+
+    A user error in a rank is raised here (RanksUserError), so the command prints it once and exits 2.
+    """
     # Launchers of one run may start at the same moment; each node writes its own copy of the same config.
     name = "config.yaml" if node_rank == 0 else f"config-node{node_rank}.yaml"
     config_path = save_config(cfg, Path(cfg.run.dir) / name)
@@ -45,4 +44,4 @@ def launch_local(cfg: Any, stage: str, nproc: int, nnodes: int = 1, node_rank: i
     if dry_run:
         print(" ".join(cmd))
         return 0
-    return subprocess.run(cmd, env=env).returncode
+    return run_ranks(cmd, env)

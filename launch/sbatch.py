@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 from triglot.launch.comm import comm_env, library_name
+from triglot.launch.torchrun import Var, torchrun_argv, triglot_target
 
 from triglot.errors import ConfigError
 
@@ -24,10 +25,6 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 SBATCH_SAFE = re.compile(r"[A-Za-z0-9_.,:/%@+=-]+")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TIME_FORMAT = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}")
-
-
-class Var(str):
-    """A shell expression built by triglot itself (e.g. "$CONFIG"); written inside double quotes, unquoted."""
 
 
 CONFIG_VAR = Var("$CONFIG")
@@ -63,6 +60,28 @@ def shell_word(arg: Any) -> str:
     if isinstance(arg, Var):
         return f'"{arg}"'
     return shlex.quote(str(arg))
+
+
+def shell_line(words: list[Any], indent: str = "    ", width: int = 110) -> str:
+    """Shell words on continued lines of at most about `width` characters, for a readable script."""
+    lines, line = [], ""
+    for word in (shell_word(w) for w in words):
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = indent + word
+        else:
+            line = f"{line} {word}" if line else word
+    return " \\\n".join([*lines, line])
+
+
+def rank_command(step: Step, cfg: Any) -> str:
+    """The torchrun command of a distributed step, as every node of the allocation runs it."""
+    launch = cfg.launch
+    argv = torchrun_argv(Var("$RANKS_PER_NODE"), triglot_target(step.args), nnodes=Var("$SLURM_JOB_NUM_NODES"),
+                         node_rank=None, master_addr=Var("$MASTER_ADDR"), master_port=Var("$MASTER_PORT"),
+                         rendezvous_timeout_s=int(launch.rendezvous_timeout_s),
+                         stop_timeout_s=int(launch.stop_timeout_s), forward_signals=True, python=Var("$PYTHON"))
+    return shell_line(argv)
 
 
 def sbatch_value(key: str, value: Any) -> str:
@@ -151,7 +170,8 @@ def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -
     jinja.filters["comment"] = comment_text  # nothing breaks out of a comment line
     srun_extra, prefix = container_parts(cluster)
     steps = [{"name": s.name, "comment": s.comment, "distributed": s.distributed,
-              "args": " ".join(shell_word(a) for a in s.args)} for s in spec.steps]
+              "args": " ".join(shell_word(a) for a in s.args),
+              "ranks": rank_command(s, cfg) if s.distributed else ""} for s in spec.steps]
     run_dir = spec.run_dir.resolve()
     launch = cfg.launch
     return jinja.get_template("job.sbatch.j2").render(
@@ -166,8 +186,7 @@ def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -
         library=library_name(cfg.hardware), hardware_name=cfg.hardware.name,
         cluster_name=cluster.name, modules=list(cluster.modules), setup=list(cluster.setup),
         master_port_base=int(launch.master_port_base), signal_lead_s=int(launch.signal_lead_s),
-        requeue=1 if launch.requeue else 0, rendezvous_timeout_s=int(launch.rendezvous_timeout_s),
-        stop_timeout_s=int(launch.stop_timeout_s), srun_extra=srun_extra, container_prefix=prefix,
+        requeue=1 if launch.requeue else 0, srun_extra=srun_extra, container_prefix=prefix,
         log_dir=str(run_dir / "logs") if spec.array else "", job_name=job_name(spec.name),
         steps=steps,
     )

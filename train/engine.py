@@ -99,12 +99,17 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def init_distributed(cfg: Any, env: DistEnv) -> None:
+    import os
+
     import deepspeed
 
+    from triglot.dist import world_of_one_env
     from triglot.hardware import tune_host_allocator
 
     if cfg.hardware.accelerator == "cpu":
         tune_host_allocator()  # activations live in host memory: keep their pages between steps
+    # Started without torchrun: a world of one, with its own rendezvous, instead of DeepSpeed's MPI discovery.
+    os.environ.update(world_of_one_env())
     timeout = datetime.timedelta(seconds=int(cfg.train.dist_timeout_s))
     deepspeed.init_distributed(dist_backend=cfg.hardware.comm_backend, timeout=timeout,
                                dist_init_required=True, verbose=False)

@@ -1,6 +1,7 @@
 """The `triglot` command: one dispatcher; each stage package adds its own subcommands.
 
-User errors (bad config, missing inputs) print one message and exit 2, never a traceback.
+User errors (bad config, missing inputs) print one message and exit 2, never a traceback, however triglot was
+started: a rank under a triglot launcher writes its message to $TRIGLOT_ERROR_FILE and the launcher prints it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,38 @@ from triglot.errors import ConfigError, TriglotError
 COMMAND_MODULES = ("triglot.data_pipeline.commands", "triglot.tokenizer.commands", "triglot.train.commands",
                    "triglot.train.sft.commands", "triglot.eval.commands", "triglot.launch.commands")
 EXIT_USAGE = 2
+# Set by triglot's launchers (triglot.launch.torchrun, job scripts) for the processes they start: a user error
+# is written there, first writer wins, and the launcher prints it once instead of every rank printing it.
+ERROR_FILE_VAR = "TRIGLOT_ERROR_FILE"
+
+
+class RanksUserError(TriglotError):
+    """A user error that a rank reported; its message is that rank's line, printed as it is."""
+
+
+def user_error_line(err: TriglotError) -> str:
+    """The one line a user error prints: `triglot: [config error: ]MESSAGE`."""
+    if isinstance(err, RanksUserError):
+        return str(err)
+    kind = "config error: " if isinstance(err, ConfigError) else ""
+    return " ".join(f"triglot: {kind}{err}".split())
+
+
+def report_user_error(line: str) -> None:
+    """Print `line` on stderr, or leave it in $TRIGLOT_ERROR_FILE for the launcher that set it."""
+    path = os.environ.get(ERROR_FILE_VAR)
+    if path:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return  # another rank's message is already there; one is enough
+        except OSError:
+            pass  # the launcher's folder is gone: print instead
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+            return
+    print(line, file=sys.stderr)
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -125,8 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except TriglotError as err:
-        kind = "config error: " if isinstance(err, ConfigError) else ""
-        print(f"triglot: {kind}{err}", file=sys.stderr)
+        report_user_error(user_error_line(err))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 
@@ -49,3 +50,24 @@ def read_dist_env(env: dict | None = None) -> DistEnv:
         master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
         master_port=_int(env, "MASTER_PORT", default=29500),
     )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def world_of_one_env(env: dict | None = None) -> dict[str, str]:
+    """The rendezvous variables a process started without a launcher lacks, for a world of one; else {}.
+
+    torch's env:// rendezvous needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and DeepSpeed falls back to
+    MPI discovery (mpi4py) when they are missing, so a bare `triglot train` sets them for itself.
+    """
+    env = dict(os.environ if env is None else env)
+    dist = read_dist_env(env)
+    if env.get("RANK", "") != "" or dist.world_size != 1:
+        return {}
+    return {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+            "MASTER_ADDR": env.get("MASTER_ADDR") or "127.0.0.1",
+            "MASTER_PORT": env.get("MASTER_PORT") or str(free_port())}

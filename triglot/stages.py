@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +46,16 @@ STAGES: dict[str, StageSpec] = {
 }
 
 
-def torchrun_command(nproc: int, args: list[str]) -> list[str]:
-    """`python -m torch.distributed.run` on one node with `nproc` processes running `triglot ARGS`."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "triglot", *args]
+def run_distributed(cfg: Any, spec: StageSpec, config_path: Path, force: bool) -> None:
+    """The stage under torchrun on this machine, run.nproc_per_node ranks; a rank's user error is raised here."""
+    from triglot.launch.torchrun import run_ranks, torchrun_argv, triglot_target
+
+    args = [*spec.command, str(config_path), *(["--force"] if force else [])]
+    cmd = torchrun_argv(int(cfg.run.nproc_per_node), triglot_target(args))
+    env = {**os.environ, **{k: str(v) for k, v in cfg.hardware.env.items()}}
+    code = run_ranks(cmd, env)
+    if code != 0:
+        raise SystemExit(f"stage {spec.name} failed with exit code {code}")
 
 
 def run_experiment(cfg: Any, force: bool = False, only: list[str] | None = None) -> None:
@@ -68,13 +72,8 @@ def run_experiment(cfg: Any, force: bool = False, only: list[str] | None = None)
             log.warning("stage %s is not part of this installation; skipping it", name)
             continue
         log.info("== stage %s", name)
-        nproc = int(cfg.run.nproc_per_node)
         if spec.distributed:
             # Always under torchrun, one process or many: ranks get the same environment either way.
-            cmd = torchrun_command(nproc, [*spec.command, str(resolved), *(["--force"] if force else [])])
-            env = {**os.environ, **{k: str(v) for k, v in cfg.hardware.env.items()}}
-            result = subprocess.run(cmd, env=env)
-            if result.returncode != 0:
-                raise SystemExit(f"stage {name} failed with exit code {result.returncode}")
+            run_distributed(cfg, spec, resolved, force)
         else:
             func(cfg, force=force)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def torchrun_argv(nproc: int, args: Sequence[str], script: str | None = None, port: int | None = None) -> list[str]:
-    """torchrun on one node with `nproc` local processes running `triglot ARGS` (or `script ARGS`)."""
-    target = [script, *args] if script else ["-m", "triglot", *args]
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
-            "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port or free_port()}", "--max-restarts=0",
-            *target]
+def torchrun_argv(nproc: int, args: Sequence[str], script: str | None = None, port: int | None = None,
+                  launcher: str = "torch.distributed.run") -> list[str]:
+    """Plain torchrun (what users type) on one node with `nproc` processes running `triglot ARGS` (or a script).
+
+    A free port of its own per launch, so tests running at once do not meet in one rendezvous.
+    """
+    from triglot.launch.torchrun import torchrun_argv as build
+    from triglot.launch.torchrun import triglot_target
+
+    target = [script, *args] if script else triglot_target(args)
+    return build(nproc, target, master_port=port or free_port(), launcher=launcher)
 
 
 def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -145,3 +145,20 @@ def test_override_into_a_list_item(repo_root: Path) -> None:
         load_config(repo_root / QUICKSTART, ["data.sources.99.language=yue"])
     with pytest.raises(ConfigError, match="unknown config key"):
         load_config(repo_root / QUICKSTART, ["data.sources.0.formatt=jsonl"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.steps=0", "train.steps"), ("train.steps=-5", "train.steps"),
+    ("train.global_batch_size=0", "train.global_batch_size"), ("train.micro_batch_size=-1", "train.micro_batch_size"),
+    ("train.micro_batch_sizes=[4,0]", "train.micro_batch_sizes"), ("train.seq_len=0", "train.seq_len"),
+    ("train.lr=0", "train.lr"), ("run.nproc_per_node=0", "run.nproc_per_node"), ("launch.nodes=0", "launch.nodes"),
+    ("model.num_layers=0", "model.num_layers"), ("sft.train.steps=-1", "sft.train.steps"),
+])
+def test_impossible_numbers_are_refused_when_the_config_loads(repo_root: Path, override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(repo_root / QUICKSTART, [override])
+
+
+def test_zero_means_default_where_the_schema_says_so(repo_root: Path) -> None:
+    cfg = load_config(repo_root / QUICKSTART, ["train.micro_batch_size=0", "train.checkpoint.every=0"])
+    assert cfg.train.micro_batch_size == 0

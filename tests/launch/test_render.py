@@ -46,7 +46,8 @@ def test_gpu_job_on_a_site_profile(tmp_path: Path) -> None:
                      f"--output={tmp_path.resolve()}/logs/%x-%j.out"):
         assert expected in options, (expected, options)
     assert 'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in script
-    assert "--node-rank=\"$SLURM_NODEID\"" in script and "RANKS_PER_NODE=8" in script
+    assert 'PET_NODE_RANK="$SLURM_NODEID"' in script and "RANKS_PER_NODE=8" in script
+    assert '"$PYTHON" -m triglot.launch.torchrun "--nproc-per-node=$RANKS_PER_NODE"' in script
     assert "--container-image='nvcr.io#nvidia/pytorch:25.01-py3'" in script
     assert "export TORCH_NCCL_ASYNC_ERROR_HANDLING=1" in script and "export NCCL_SOCKET_IFNAME=ib0" in script
     assert "scontrol requeue" in script and "trap 'request_stop USR1' USR1" in script
