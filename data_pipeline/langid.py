@@ -1,7 +1,9 @@
-"""Language and variety identification without a model: en, zh-Hans, zh-Hant, yue, mixed, other.
+"""Language and variety identification: en, zh-Hans, zh-Hant, yue, mixed, other.
 
-Script statistics (Han incl. CJK Extensions A-G, Latin, kana, other scripts) pick the family; OpenCC's
-character tables tell Simplified from Traditional; Cantonese-only versus Mandarin-only markers tell yue.
+Script statistics (Han incl. CJK Extensions A-H, Latin, kana, other scripts) pick the family; OpenCC's
+character tables tell Simplified from Traditional; a shipped character naive Bayes over Han unigrams and
+bigrams (resources/yue_nb.tsv, rebuilt by build_langid.py; listed Cantonese markers and words weigh in
+as n-grams of their own) tells yue. `explain` names the n-grams that decided.
 """
 
 from __future__ import annotations
@@ -36,10 +38,6 @@ def read_list(name: str) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
-def _alternation(words: list[str]) -> re.Pattern:
-    return re.compile("|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True)))
-
-
 def _opencc_table(name: str) -> dict[str, list[str]]:
     path = Path(opencc.__file__).resolve().parent / "dictionary" / name
     table = {}
@@ -57,9 +55,6 @@ TABLE_SIZE = 0x110000
 
 @dataclass
 class Lexicon:
-    yue: re.Pattern
-    yue_exceptions: re.Pattern
-    mandarin: re.Pattern
     en_function: frozenset
     classes: np.ndarray  # uint8 class bits per code point
     fold: np.ndarray  # uint32 code point -> its Simplified form (itself when none)
@@ -87,9 +82,6 @@ def lexicon() -> Lexicon:
         if len(k) == 1 and len(v[0]) == 1:
             fold[ord(k)] = ord(v[0])
     return Lexicon(
-        yue=_alternation(read_list("yue_markers.txt")),
-        yue_exceptions=_alternation(read_list("yue_marker_exceptions.txt")),
-        mandarin=_alternation(read_list("mandarin_markers.txt")),
         en_function=frozenset(read_list("en_function_words.txt")),
         classes=_class_table(trad_only, simp_only),
         fold=fold,
@@ -98,6 +90,76 @@ def lexicon() -> Lexicon:
 
 def codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+# Han n-gram keys: a unigram is its (folded) code point; a bigram is BIGRAM_OFFSET + a * 2**21 + b.
+BIGRAM_OFFSET = 1 << 42
+MODEL_FILE = "yue_nb.tsv"
+# 係 (Cantonese "to be") folds to 系, which Mandarin writes in 关系 and 系统: keep it apart.
+KEEP_UNFOLDED = ord("係")
+
+
+def ngram_keys(points: np.ndarray) -> np.ndarray:
+    """Unigram and adjacent-pair keys of the Han characters, folded to Simplified (script is not evidence),
+    except 係."""
+    lex = lexicon()
+    han = (lex.classes[points] & HAN_BIT) != 0
+    folded = lex.fold[points].astype(np.int64)
+    folded[points == KEEP_UNFOLDED] = KEEP_UNFOLDED
+    pairs = han[:-1] & han[1:]
+    bigrams = BIGRAM_OFFSET + (folded[:-1][pairs] << 21) + folded[1:][pairs]
+    return np.concatenate([folded[han], bigrams])
+
+
+def key_text(key: int) -> str:
+    if key < BIGRAM_OFFSET:
+        return chr(key)
+    key -= BIGRAM_OFFSET
+    return chr(key >> 21) + chr(key & 0x1FFFFF)
+
+
+def _text_key(ngram: str) -> int:
+    if len(ngram) == 1:
+        return ord(ngram)
+    return BIGRAM_OFFSET + (ord(ngram[0]) << 21) + ord(ngram[1])
+
+
+@dataclass
+class NgramModel:
+    keys: np.ndarray  # sorted int64 n-gram keys
+    weights: np.ndarray  # float32 log ratio, Cantonese positive
+
+
+@lru_cache(maxsize=1)
+def ngram_model() -> NgramModel:
+    """The shipped naive Bayes table (resources/yue_nb.tsv, rebuilt by build_langid.py)."""
+    path = RESOURCES / MODEL_FILE
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#")]
+    pairs = sorted((_text_key(g), float(w)) for g, w in rows)
+    return NgramModel(np.array([k for k, _ in pairs], dtype=np.int64),
+                      np.array([w for _, w in pairs], dtype=np.float32))
+
+
+def ngram_evidence(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the n-grams of `points` that the model knows, and their weights."""
+    model = ngram_model()
+    keys = ngram_keys(points)
+    if not len(keys) or not len(model.keys):
+        return keys[:0], model.weights[:0]
+    idx = np.minimum(np.searchsorted(model.keys, keys), len(model.keys) - 1)
+    known = model.keys[idx] == keys
+    return keys[known], model.weights[idx[known]]
+
+
+def explain(text: str, top: int = 6) -> str:
+    """The n-grams that weighed most for (+) and against (-) Cantonese, e.g. '+嘅 2.9, +喺 2.7, -的 1.1'."""
+    keys, weights = ngram_evidence(codepoints(text))
+    total: dict[int, float] = {}
+    for k, w in zip(keys.tolist(), weights.tolist(), strict=True):
+        total[k] = total.get(k, 0.0) + w
+    best = sorted(total.items(), key=lambda kv: -abs(kv[1]))[:top]
+    return ", ".join(f"{'+' if w > 0 else '-'}{key_text(k)} {abs(w):.1f}" for k, w in best)
 
 
 def fold_codepoints(points: np.ndarray) -> np.ndarray:
@@ -111,7 +173,11 @@ def fold_to_simplified(text: str) -> str:
 
 def script_counts(text: str) -> dict[str, int]:
     """Han, kana, other-script, Traditional-only and Simplified-only character counts."""
-    classes = lexicon().classes[codepoints(text)]
+    return _counts(codepoints(text))
+
+
+def _counts(points: np.ndarray) -> dict[str, int]:
+    classes = lexicon().classes[points]
     return {name: int(np.count_nonzero(classes & bit)) for name, bit in
             (("han", HAN_BIT), ("kana", KANA_BIT), ("other", OTHER_BIT), ("trad", TRAD_BIT), ("simp", SIMP_BIT))}
 
@@ -121,8 +187,10 @@ class LangResult:
     language: str
     han: int = 0
     latin_words: int = 0
-    yue_markers: int = 0
-    mandarin_markers: int = 0
+    # Sum of the naive Bayes n-gram weights: positive is Cantonese, negative Mandarin (Chinese text only).
+    yue_score: float = 0.0
+    # The source's language hint decided the label (no evidence either way, or too few letters).
+    hinted: bool = False
     paragraphs: list[str] = field(default_factory=list)
 
     @property
@@ -135,27 +203,69 @@ class LangResult:
         return self.han + 2 * self.latin_words
 
 
-def _chinese_variety(text: str, counts: dict[str, int], opts) -> tuple[str, int, int]:
-    lex = lexicon()
-    yue = len(lex.yue.findall(text)) - len(lex.yue_exceptions.findall(text))
-    mandarin = len(lex.mandarin.findall(text))
-    if yue > 0 and yue >= opts.yue_over_mandarin * mandarin:
-        return "yue", yue, mandarin
+# Not prose: TeX math and commands, fenced and inline code. Their Latin words say nothing of the language.
+NOT_PROSE = re.compile(
+    r"```.*?```|`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$|\\\(.*?\\\)|\\\[.*?\\\]"
+    r"|\\begin\{(\w+\*?)\}.*?\\end\{\1\}|\\[A-Za-z]+\*?(?:\{[^{}\n]*\})*",
+    re.DOTALL,
+)
+_MARKUP_HINT = re.compile(r"[`$\\]")
+JAPANESE_SEGMENT_KANA = 0.2
+SEGMENT = re.compile(r"[^。！？!?\n]+")
+
+
+def prose(text: str) -> str:
+    """Text without TeX and code spans (only when it has a backquote, dollar or backslash: cheap)."""
+    return NOT_PROSE.sub(" ", text) if _MARKUP_HINT.search(text) else text
+
+
+def _japanese_dominates(text: str) -> bool:
+    """Japanese when sentences with kana (at least JAPANESE_SEGMENT_KANA of their Han + kana) hold most of
+    the Han and kana: a Chinese article quoting Japanese names or titles stays Chinese."""
+    japanese = total = 0
+    for seg in SEGMENT.findall(text):
+        c = script_counts(seg)
+        letters = c["han"] + c["kana"]
+        total += letters
+        if c["kana"] >= JAPANESE_SEGMENT_KANA * letters and c["kana"] > 0:
+            japanese += letters
+    return japanese > 0.5 * total
+
+
+def _chinese_variety(points: np.ndarray, counts: dict[str, int], opts, hint: str | None,
+                     result: LangResult) -> str:
+    """yue when the n-gram evidence passes opts.yue_threshold; else Simplified or Traditional by script.
+
+    A hint decides only what the evidence leaves open: `yue` unless the text is clearly Mandarin,
+    `zh-Hant`/`zh-Hans` when the script is neutral."""
+    _, weights = ngram_evidence(points)
+    score = result.yue_score = float(weights.sum())
+    if score >= opts.yue_threshold:
+        return "yue"
+    if hint == "yue" and score > -opts.yue_threshold:
+        result.hinted = True
+        return "yue"
     trad, simp = counts["trad"], counts["simp"]
     if trad == simp:
-        return opts.neutral_script, yue, mandarin
-    return ("zh-Hant" if trad > simp else "zh-Hans"), yue, mandarin
+        result.hinted = hint in ("zh-Hant", "zh-Hans")
+        return hint if result.hinted else opts.neutral_script
+    return "zh-Hant" if trad > simp else "zh-Hans"
 
 
 def _latin_language(words: list[str], opts) -> str:
+    """English by its share of function words; a short sentence needs only one."""
     function = lexicon().en_function
     hits = sum(1 for w in words if w.lower() in function)
+    if len(words) <= opts.short_latin_words:
+        return "en" if hits >= 1 else "other"
     return "en" if hits >= opts.en_function_word_share * len(words) else "other"
 
 
-def classify_block(text: str, opts) -> LangResult:
+def classify_block(text: str, opts, hint: str | None = None) -> LangResult:
     """One label for a block of text; `undecided` when it has fewer than opts.min_letters letters."""
-    counts = script_counts(text)
+    text = prose(text)
+    points = codepoints(text)
+    counts = _counts(points)
     han, kana, other = counts["han"], counts["kana"], counts["other"]
     word_list = LATIN_WORD.findall(text)
     words = len(word_list)
@@ -163,10 +273,10 @@ def classify_block(text: str, opts) -> LangResult:
     result = LangResult("undecided", han=han, latin_words=words)
     if total < opts.min_letters:
         return result
-    if kana >= 0.1 * (han + kana) and kana >= 3:
-        result.language = "other"  # Japanese: kana among the Han characters
-    elif han >= opts.han_share * total:
-        result.language, result.yue_markers, result.mandarin_markers = _chinese_variety(text, counts, opts)
+    if kana >= 3 and _japanese_dominates(text):
+        result.language = "other"
+    elif han + kana >= opts.han_share * total:
+        result.language = _chinese_variety(points, counts, opts, hint, result)
     elif words >= opts.latin_share * total:
         result.language = _latin_language(word_list, opts)
     elif other >= 0.5 * total:
@@ -182,15 +292,16 @@ def _family(language: str) -> str:
 
 def identify(text: str, opts, hint: str | None = None) -> LangResult:
     """Document label; texts with both Han and Latin paragraphs are checked paragraph by paragraph."""
-    result = classify_block(text, opts)
+    result = classify_block(text, opts, hint)
     if result.language == "undecided":
         result.language = hint or "other"
+        result.hinted = hint is not None
         return result
     if min(result.han, result.latin_words) < 0.1 * result.units or "\n" not in text:
         return result
     shares: dict[str, int] = {}
     for para in text.split("\n"):
-        block = classify_block(para, opts)
+        block = classify_block(para, opts, hint)
         if block.language == "undecided":
             continue
         result.paragraphs.append(block.language)

