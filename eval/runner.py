@@ -62,7 +62,9 @@ def _state(cfg: Any) -> Any:
 
     if read_dist_env().world_size > 1:
         on_cpu = get_accelerator().device_name() == "cpu"
-        return PartialState(cpu=on_cpu, backend=cfg.hardware.comm_backend)
+        from triglot.dist import comm_backend
+
+        return PartialState(cpu=on_cpu, backend=comm_backend(cfg.hardware))
     return PartialState()
 
 

@@ -29,9 +29,20 @@ IFNAME_VARS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The backend family of `comm_backend: auto`, known when the script is written (the exact name is resolved on
+# the node by DeepSpeed's accelerator, triglot.dist.comm_backend): XPU's ccl and xccl share oneCCL's settings.
+AUTO_FAMILY = {"cpu": "gloo", "cuda": "nccl", "npu": "hccl", "hpu": "hccl", "xpu": "ccl"}
+
+
+def backend_family(hardware: Any) -> str:
+    """hardware.comm_backend, or for "auto" the family its accelerator uses."""
+    backend = str(hardware.comm_backend)
+    return AUTO_FAMILY.get(str(hardware.accelerator), "gloo") if backend == "auto" else backend
+
+
 def library_name(hardware: Any) -> str:
     """The collective library a job on this hardware uses, as people call it."""
-    backend = str(hardware.comm_backend)
+    backend = backend_family(hardware)
     if backend == "nccl":
         return "RCCL" if str(hardware.vendor) == "amd" else "NCCL"
     return {"hccl": "HCCL", "ccl": "oneCCL", "xccl": "oneCCL", "gloo": "gloo"}.get(backend, backend)
@@ -39,7 +50,7 @@ def library_name(hardware: Any) -> str:
 
 def comm_env(hardware: Any, cluster: Any, cpus_per_rank: int) -> dict[str, str]:
     """Variables a job exports: backend defaults < hardware profile env < cluster profile env."""
-    backend = str(hardware.comm_backend)
+    backend = backend_family(hardware)
     env = dict(BACKEND_ENV.get(backend, {}))
     if str(hardware.accelerator) == "cpu":
         env["OMP_NUM_THREADS"] = str(max(1, cpus_per_rank))

@@ -103,7 +103,7 @@ def init_distributed(cfg: Any, env: DistEnv) -> None:
 
     import deepspeed
 
-    from triglot.dist import world_of_one_env
+    from triglot.dist import comm_backend, world_of_one_env
     from triglot.hardware import tune_host_allocator
 
     if cfg.hardware.accelerator == "cpu":
@@ -111,7 +111,7 @@ def init_distributed(cfg: Any, env: DistEnv) -> None:
     # Started without torchrun: a world of one, with its own rendezvous, instead of DeepSpeed's MPI discovery.
     os.environ.update(world_of_one_env())
     timeout = datetime.timedelta(seconds=int(cfg.train.dist_timeout_s))
-    deepspeed.init_distributed(dist_backend=cfg.hardware.comm_backend, timeout=timeout,
+    deepspeed.init_distributed(dist_backend=comm_backend(cfg.hardware), timeout=timeout,
                                dist_init_required=True, verbose=False)
 
 

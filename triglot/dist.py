@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,18 @@ def world_of_one_env(env: dict | None = None) -> dict[str, str]:
     return {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
             "MASTER_ADDR": env.get("MASTER_ADDR") or "127.0.0.1",
             "MASTER_PORT": env.get("MASTER_PORT") or str(free_port())}
+
+
+def comm_backend(hardware: Any, accelerator: Any = None) -> str:
+    """hardware.comm_backend; "auto" asks DeepSpeed's accelerator, as DeepSpeed itself does.
+
+    On Intel XPU that is "ccl" when oneccl_bindings_for_pytorch is installed and "xccl" (torch's own) otherwise.
+    """
+    backend = str(hardware.comm_backend)
+    if backend != "auto":
+        return backend
+    if accelerator is None:
+        from deepspeed.accelerator import get_accelerator
+
+        accelerator = get_accelerator()
+    return str(accelerator.communication_backend_name())

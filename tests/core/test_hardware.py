@@ -14,7 +14,7 @@ from triglot.hardware import detect, peak_flops, profile_for
 
 PROFILES = ["cpu", "nvidia-v100", "nvidia-a100", "nvidia-h100", "nvidia-h200", "amd-mi250x", "amd-mi300x",
             "ascend-910b", "intel-gaudi2", "intel-xpu"]
-BACKENDS = {"gloo", "nccl", "hccl", "ccl", "xccl"}
+BACKENDS = {"gloo", "nccl", "hccl", "ccl", "xccl", "auto"}
 ACCELERATORS = {"cpu", "cuda", "npu", "hpu", "xpu"}
 
 

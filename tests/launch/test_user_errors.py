@@ -16,7 +16,8 @@ from triglot.launch.sbatch import render
 from triglot.launch.slurm import stage_jobs
 
 from triglot.config import load_config, save_config
-from triglot.testing import REPO_ROOT, run_torchrun, test_env
+from triglot.testing import REPO_ROOT, run_torchrun
+from triglot.testing import test_env as testing_env
 
 MESSAGE = "is not a multiple of the micro-batches"
 
@@ -37,7 +38,7 @@ def experiment(tmp_path: Path, packed_dir: Path, **train) -> Path:
 
 
 def triglot(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "triglot", *args], cwd=REPO_ROOT, env=env or test_env(),
+    return subprocess.run([sys.executable, "-m", "triglot", *args], cwd=REPO_ROOT, env=env or testing_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -76,7 +77,7 @@ def test_impossible_steps_exit_2_before_any_work(tmp_path: Path, packed_dir: Pat
 
 def test_bare_train_runs_as_a_world_of_one(tmp_path: Path, packed_dir: Path) -> None:
     """No torchrun, no RANK or MASTER_ADDR: the command sets up its own one-process group and trains."""
-    env = {k: v for k, v in test_env().items()
+    env = {k: v for k, v in testing_env().items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")}
     exp = experiment(tmp_path, packed_dir, global_batch_size=4)
     proc = triglot("train", str(exp), env=env)
@@ -107,7 +108,7 @@ def test_slurm_step_reports_a_rank_user_error_once(tmp_path: Path, packed_dir: P
     script = render(job, cfg, load_cluster("local"), workdir=REPO_ROOT)
     # The stub skips srun's own options and runs the command, like srun on the one node of the allocation.
     stubs = stub_slurm(tmp_path / "bin", 'while [[ "$1" == --* ]]; do shift; done\nSLURM_NODEID=0 exec "$@"')
-    env = test_env({"PATH": f"{stubs}:{Path(sys.executable).parent}:/usr/bin:/bin", "SLURM_JOB_ID": "42",
+    env = testing_env({"PATH": f"{stubs}:{Path(sys.executable).parent}:/usr/bin:/bin", "SLURM_JOB_ID": "42",
                     "SLURM_JOB_NODELIST": "localhost", "SLURM_CPUS_PER_TASK": "2", "SLURM_JOB_NUM_NODES": "1",
                     "MASTER_PORT": ""})
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,

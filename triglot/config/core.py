@@ -63,7 +63,8 @@ class HardwareSection:
     loss_scale: float = 0.0
     initial_scale_power: int = 16
     attention: Attention = Attention.sdpa
-    # torch.distributed backend: gloo, nccl (also RCCL on ROCm), hccl, ccl, xccl.
+    # torch.distributed backend: gloo, nccl (also RCCL on ROCm), hccl, ccl, xccl; or auto, which asks
+    # DeepSpeed's accelerator at run time (on XPU: ccl with oneccl_bindings_for_pytorch installed, else xccl).
     comm_backend: str = "gloo"
     # Dense peak throughput per precision, TFLOP/s per device, from the vendor datasheet.
     peak_tflops: dict[str, float] = field(default_factory=dict)
