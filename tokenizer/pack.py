@@ -1,7 +1,8 @@
 """`triglot data pack`: cleaned parquet documents to memory-mapped token shards that training reads.
 
 Each output shard is a fixed row range of one clean file, encoded by a pool of worker processes and
-marked done when written, so an interrupted pack resumes shard by shard. meta.json and the manifest last.
+marked done when written, so an interrupted pack resumes shard by shard. A (re)pack first removes
+meta.json and the manifest, and writes them last (each atomically): only a finished pack has them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from triglot.errors import ConfigError, InputError
-from triglot.manifest import StageManifest
-from triglot.packed import ShardWriter, token_dtype, write_meta
+from triglot.manifest import MANIFEST, StageManifest
+from triglot.packed import META, ShardWriter, token_dtype, write_meta
 from triglot.paths import stage_dir
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,13 @@ def _encode_all(pending: list[ShardTask], spec: EncodeSpec, workers: int) -> dic
         return {name: f.result() for name, f in futures.items()}
 
 
+def _withdraw_completion(out_dir: Path) -> None:
+    """meta.json (then the manifest) mark a packed folder complete: remove them before any shard is
+    rewritten, so a repack that dies midway leaves a folder training refuses, not old meta over new shards."""
+    for name in (META, MANIFEST):
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def _remove_stale(out_dir: Path, keep: set[str]) -> None:
     for path in out_dir.glob("shard-*"):
         if path.name.split(".")[0] not in keep:
@@ -191,6 +199,7 @@ def run_pack_stage(cfg: Any, force: bool = False) -> dict:
     vocab_size = vocab_length(Tokenizer.from_file(str(tok_dir / "tokenizer.json")))
     dtype = token_dtype(vocab_size)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _withdraw_completion(out_dir)
     run_key = run_key_of(manifest, section.add_bos) if not force else f"force-{started}"
     spec = EncodeSpec(str(tok_dir / "tokenizer.json"), str(out_dir), dtype.name, ids["eos_id"],
                       ids["bos_id"] if section.add_bos else None, section.batch_size, run_key)

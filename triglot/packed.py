@@ -2,8 +2,9 @@
 
 A packed folder holds `meta.json` (dtype, vocabulary, special ids, shard list) and per shard a flat
 token file `<shard>.bin` (every document followed by EOS) plus `<shard>.idx.parquet` (offset,
-length, language, source, doc_id per document). Shards are written aside and renamed into place,
-and `meta.json` is written last, so a folder with `meta.json` is complete.
+length, language, source, doc_id per document). Shards are written aside and renamed into place;
+`data pack` removes `meta.json` before it writes any shard and writes it last, so a folder with
+`meta.json` is complete and one without it is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from triglot.errors import InputError
 
 FORMAT = "triglot-packed/1"
 META = "meta.json"
@@ -127,7 +130,10 @@ class PackedDataset:
         self.folder = Path(folder)
         meta_path = self.folder / META
         if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: run `triglot data pack` first, or the pack is incomplete")
+            state = "a pack was interrupted (shards but no meta.json)" if any(self.folder.glob("shard-*")) \
+                else "not a packed folder"
+            raise InputError(f"{meta_path} not found: {state}; run `triglot data pack` (it resumes) or point "
+                             "train.data_dir at a finished packed folder")
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: unknown format {self.meta.get('format')!r}, expected {FORMAT}")

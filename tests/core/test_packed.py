@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from triglot.errors import InputError
 from triglot.packed import PackedDataset, ShardWriter, token_dtype, write_meta
 
 
@@ -52,5 +53,5 @@ def test_out_of_range_ids_are_refused_not_truncated(tmp_path: Path) -> None:
 
 def test_incomplete_folder_is_an_error(tmp_path: Path) -> None:
     ShardWriter(tmp_path, "shard-00000", np.uint16).close()
-    with pytest.raises(FileNotFoundError, match="meta.json"):
+    with pytest.raises(InputError, match="meta.json not found: a pack was interrupted"):
         PackedDataset(tmp_path)

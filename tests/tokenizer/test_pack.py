@@ -6,6 +6,9 @@ import json
 from collections import Counter
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 from tokenizers import Tokenizer
 from triglot.tokenizer.pack import run_pack_stage
 from triglot.tokenizer.train import run_tokenizer_stage
@@ -80,3 +83,35 @@ def test_70k_vocabulary_packs_uint32(clean_data, tmp_path):
     assert int(max(t.max() for t in (data.tokens(i) for i in range(len(data))))) >= 65536
     meta = json.loads((stage_dir(cfg, "pack") / "meta.json").read_text())
     assert meta["dtype"] == "uint32"
+
+
+def test_crashed_repack_leaves_no_meta_and_training_refuses_the_folder(bpe_run, clean_data, tmp_path):
+    from triglot.train.trainer import resolve_inputs
+
+    from triglot.errors import InputError
+
+    rows = clean_data[1][:450]
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    part = clean / "part-00000.parquet"
+    columns = ["id", "text", "language", "source"]
+    pq.write_table(pa.table({c: [r[c] for r in rows] for c in columns}), part)
+    cfg = tokenizer_config(tmp_path, clean, f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}",
+                           "pack.docs_per_shard=200", "pack.workers=1")
+    out = stage_dir(cfg, "pack")
+    run_pack_stage(cfg)
+    assert (out / "meta.json").is_file()
+    first_done = (out / "shard-00000.done.json").stat().st_mtime_ns
+    # New input whose second shard cannot be encoded (a null text): the repack dies after shard 0.
+    texts = [r["text"] for r in rows]
+    texts[250] = None
+    table = pa.table({c: [r[c] for r in rows] for c in columns}).set_column(1, "text", pa.array(texts, pa.string()))
+    pq.write_table(table, part)
+    with pytest.raises(TypeError):
+        run_pack_stage(cfg)
+    assert (out / "shard-00000.done.json").stat().st_mtime_ns > first_done  # a new shard next to old ones
+    assert not (out / "meta.json").exists() and not (out / "manifest.json").exists()
+    with pytest.raises(InputError, match="meta.json"):
+        resolve_inputs(cfg)
+    with pytest.raises(InputError, match="pack was interrupted"):
+        PackedDataset(out)
