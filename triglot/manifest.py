@@ -2,6 +2,8 @@
 
 A stage writes `manifest.json` last, after its outputs, so a folder with a manifest is complete.
 A rerun is skipped when the config hash and the input hashes match and the outputs are intact.
+Input hashes are reused, when size and mtime match, from the stage's previous manifest and from
+the manifest of the stage that wrote the input folder (so training does not re-read packed shards).
 """
 
 from __future__ import annotations
@@ -60,6 +62,30 @@ def fingerprint(paths: Iterable[str | os.PathLike], known: dict[str, dict] | Non
     return entries
 
 
+def recorded_outputs(paths: Iterable[str | os.PathLike]) -> dict[str, dict]:
+    """Hashes that the stage which wrote each input folder recorded for its outputs, for `fingerprint`.
+
+    Keyed by the path under the folder as named here (the producer may have named it otherwise),
+    so a consumer (every training rank, at every start) re-reads only files whose size or mtime
+    changed since, e.g., `data pack` wrote them.
+    """
+    known: dict[str, dict] = {}
+    for root in (Path(p) for p in paths if Path(p).is_dir()):
+        outputs = [e for e in (StageManifest.load(root) or {}).get("outputs", [])
+                   if {"path", "size", "mtime_ns", "sha256"} <= e.keys()]
+        if not outputs:
+            continue
+        try:  # the producer's folder: the pack (and every stage here) writes a file at its top
+            base = os.path.commonpath([os.path.dirname(e["path"]) or os.curdir for e in outputs]) or os.curdir
+        except ValueError:  # absolute and relative paths mixed
+            continue
+        for e in outputs:
+            rel = os.path.relpath(e["path"], base)
+            if not rel.startswith(os.pardir):
+                known[str(root / rel)] = e
+    return known
+
+
 def code_version() -> str:
     """Package version plus the git commit of the source tree when there is one."""
     root = Path(__file__).resolve().parents[1]
@@ -94,7 +120,7 @@ class StageManifest:
         self.started = time.time()
         self.previous = self.load(self.out_dir)
         known = {e["path"]: e for e in (self.previous or {}).get("inputs", []) if "sha256" in e}
-        self.inputs = fingerprint(self.input_paths, known)
+        self.inputs = fingerprint(self.input_paths, {**recorded_outputs(self.input_paths), **known})
 
     @classmethod
     def open(cls, out_dir: str | os.PathLike, stage: str, config: Any, inputs: Iterable[Any]) -> StageManifest:

@@ -115,3 +115,33 @@ def test_crashed_repack_leaves_no_meta_and_training_refuses_the_folder(bpe_run, 
         resolve_inputs(cfg)
     with pytest.raises(InputError, match="pack was interrupted"):
         PackedDataset(out)
+
+
+def test_consumers_reuse_the_hashes_the_pack_recorded(bpe_run, clean_data, tmp_path):
+    import os
+    from pathlib import Path
+
+    from triglot.manifest import StageManifest, sha256_file
+
+    cfg = tokenizer_config(tmp_path, clean_data[0], f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}",
+                           "pack.docs_per_shard=200", "pack.workers=1")
+    recorded = {Path(e["path"]).name: e for e in run_pack_stage(cfg)["outputs"]}
+    out = stage_dir(cfg, "pack")
+    shard = out / "shard-00000.bin"
+    assert {"size", "mtime_ns", "sha256"} <= recorded[shard.name].keys() and "meta.json" in recorded
+
+    def consumer_hashes(folder) -> dict[str, str]:  # what training does on every rank at every start
+        manifest = StageManifest.open(tmp_path / "checkpoints", "train", {"model": "x"}, [folder])
+        return {Path(e["path"]).name: e["sha256"] for e in manifest.inputs}
+
+    # Other bytes of the same length, mtime put back: only a cache hit still gives the recorded hash.
+    stat = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    for spelling in (out, os.path.relpath(out)):  # the pack's own name for the folder, and another
+        assert consumer_hashes(spelling)[shard.name] == recorded[shard.name]["sha256"] != sha256_file(shard)
+    # A changed mtime is hashed again.
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert consumer_hashes(out)[shard.name] == sha256_file(shard)
