@@ -11,8 +11,9 @@ torch_spec="${TRIGLOT_TORCH:-torch==2.13.0}"
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
-pip=("$py" -m pip install -q --disable-pip-version-check)
-"${pip[@]}" --upgrade pip setuptools wheel
+pip=("$py" -m pip install --disable-pip-version-check --progress-bar on)
+echo "bootstrap: creating $venv and installing triglot (first time: about 4 minutes and 3 GB; later runs: seconds)"
+"${pip[@]}" -q --upgrade pip setuptools wheel
 # torch first: a bare `torch` requirement resolved later would fetch the newest CUDA build.
 "$py" -c "import torch" 2>/dev/null || "${pip[@]}" "$torch_spec"
 # DeepSpeed ships only an sdist whose setup.py imports torch; build it against the torch above.
@@ -32,4 +33,5 @@ if [ "$extra" = "dev" ] && ! command -v slurmctld >/dev/null 2>&1; then
     echo "note: slurmctld not found and cannot install it here (needs root and apt); Slurm tests will be skipped"
   fi
 fi
-echo "triglot installed in $venv ($("$py" -c 'import torch, deepspeed; print("torch", torch.__version__, "deepspeed", deepspeed.__version__)' 2>/dev/null))"
+# Versions from the package metadata: importing deepspeed here would print its accelerator warning.
+echo "triglot installed in $venv ($("$py" -c 'from importlib.metadata import version as v; print("torch", v("torch"), "deepspeed", v("deepspeed"))'))"

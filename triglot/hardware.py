@@ -47,7 +47,12 @@ def get_accelerator() -> Any:
         os.environ["DS_ACCELERATOR"] = "cpu"
     from deepspeed.accelerator import get_accelerator as ds_get_accelerator
 
-    return ds_get_accelerator()
+    accelerator = ds_get_accelerator()
+    if accelerator.device_name() == "cpu":
+        from triglot.ops import prepare_op_builds
+
+        prepare_op_builds()
+    return accelerator
 
 
 def _cpu_only() -> bool:
