@@ -25,6 +25,7 @@ from triglot.dist import read_dist_env
 from triglot.errors import ConfigError, InputError
 from triglot.manifest import StageManifest
 from triglot.paths import run_dir, stage_dir
+from triglot.tracking import run_group
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def pipeline_sft_config(cfg: Any) -> Any:
     out.model.pretrained = cfg.sft.init_from or str(parent / "export")
     out.run.dir = str(parent / "sft")
     out.run.name = f"{cfg.run.name}-sft"
+    out.tracking.group = run_group(cfg)  # the pretraining run's W&B group: one `wandb sync` finds both
     out.train.checkpoint.dir = ""
     try:
         out.train = OmegaConf.merge(out.train, cfg.sft.train)
