@@ -35,6 +35,7 @@ MIN_COUNT = 3  # n-grams seen fewer times in both classes together are dropped (
 MIN_WEIGHT = 0.4  # and so are those whose log ratio is this close to zero (no evidence either way)
 CLIP = 4.0
 SMOOTHING = 0.5
+EN_WORDS = 20_000
 MARKER_WEIGHT = 3.0
 MARKER_MAX_MANDARIN = 2
 
@@ -187,6 +188,25 @@ def with_markers(model: dict[int, float], zh: Counter) -> dict[int, float]:
     return out
 
 
+def english_words(data: Path) -> list[str]:
+    """The EN_WORDS most frequent lower-cased words of the English corpora (Wikipedia, instructions)."""
+    counts: Counter = Counter()
+    texts = [p.read_text(encoding="utf-8") for p in sorted((data / "en/en_wikipedia_raw").glob("wiki_*.txt"))]
+    texts += [line for line in (data / "sft/sft_alpaca_seed_en/seed_tasks.jsonl").read_text(encoding="utf-8").splitlines()]
+    for path in sorted((data / "sft/sft_alpaca_bilingual_en_zh").glob("alpaca_chinese_part_*.json")):
+        texts += [rec.get(k, "") for rec in json.loads(path.read_text(encoding="utf-8"))
+                  for k in ("en_instruction", "en_input", "en_output")]
+    for text in texts:
+        counts.update(w.lower() for w in langid.LATIN_WORD.findall(text))
+    return [w for w, n in counts.most_common(EN_WORDS) if n >= 5 and len(w) > 1]
+
+
+def write_words(words: list[str], path: Path) -> None:
+    header = ["# Most frequent English words of the shared English corpora (Wikipedia, Alpaca instructions), one a",
+              "# line. Built by `python -m triglot.data_pipeline.build_langid`; do not edit by hand."]
+    path.write_text("\n".join(header + words) + "\n", encoding="utf-8")
+
+
 def write_model(model: dict[int, float], path: Path) -> None:
     lines = [
         "# Cantonese-versus-Mandarin character naive Bayes: n-gram (folded to Simplified) TAB log ratio.",
@@ -210,6 +230,9 @@ def main() -> None:
         per_pair[name] = weights(count_ngrams(t for it in yue for t in it), zh_counts)
     model = with_markers(agree([per_pair["chat"], per_pair["register"]], [per_pair["wiki"]]), zh_all)
     write_model(model, args.out)
+    words = english_words(args.data)
+    write_words(words, args.out.parent / "en_common_words.txt")
+    print(f"wrote {args.out.parent / 'en_common_words.txt'}: {len(words)} words")
     pos = int(np.sum(np.array(list(model.values())) > 0))
     print(f"wrote {args.out}: {len(model)} n-grams ({pos} Cantonese, {len(model) - pos} Mandarin)")
 

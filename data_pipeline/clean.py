@@ -13,6 +13,7 @@ import logging
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import fields
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from triglot.data_pipeline.stats import CleanStats
 from triglot.data_pipeline.worker import WorkUnit, plan_units, process_unit
 
 from triglot.config import config_hash
-from triglot.config.data import LANGUAGES
+from triglot.config.data import LANGUAGES, SOURCE_KINDS, Thresholds
 from triglot.errors import ConfigError, InputError
 from triglot.manifest import StageManifest
 from triglot.paths import stage_dir
@@ -54,6 +55,12 @@ def validate(data: Any) -> None:
             raise ConfigError(f"{where}.language is '{spec.language}'; use one of {', '.join(LANGUAGES)}")
         if not spec.paths:
             raise ConfigError(f"{where}.paths is empty; give one or more path globs")
+        if spec.kind not in SOURCE_KINDS:
+            raise ConfigError(f"{where}.kind is '{spec.kind}'; use one of {', '.join(SOURCE_KINDS)}")
+        bad = sorted(set(spec.filters) - {f.name for f in fields(Thresholds)})
+        if bad:
+            raise ConfigError(f"{where}.filters has unknown setting(s) {bad}; use keys of data.filters.<language> "
+                              f"({', '.join(f.name for f in fields(Thresholds))})")
     for key, values, allowed in (("keep_languages", data.keep_languages, LANGUAGES),
                                  ("filters", list(data.filters), LANGUAGES), ("pii.types", data.pii.types, PII_TYPES)):
         bad = [v for v in values if v not in allowed]

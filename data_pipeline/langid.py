@@ -252,12 +252,20 @@ def _chinese_variety(points: np.ndarray, counts: dict[str, int], opts, hint: str
     return "zh-Hant" if trad > simp else "zh-Hans"
 
 
+@lru_cache(maxsize=1)
+def en_common_words() -> frozenset:
+    """Common English words (resources/en_common_words.txt, written by build_langid.py)."""
+    return frozenset(read_list("en_common_words.txt"))
+
+
 def _latin_language(words: list[str], opts) -> str:
-    """English by its share of function words; a short sentence needs only one."""
-    function = lexicon().en_function
-    hits = sum(1 for w in words if w.lower() in function)
+    """English by its share of function words; a short sentence needs only one, or mostly common
+    English words (a gloss such as "Depart Seattle.")."""
+    lower = [w.lower() for w in words]
+    hits = sum(1 for w in lower if w in lexicon().en_function)
     if len(words) <= opts.short_latin_words:
-        return "en" if hits >= 1 else "other"
+        common = sum(1 for w in lower if w in en_common_words())
+        return "en" if hits >= 1 or common >= opts.short_en_common_share * len(words) else "other"
     return "en" if hits >= opts.en_function_word_share * len(words) else "other"
 
 

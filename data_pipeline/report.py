@@ -5,10 +5,47 @@ unreadable records with file and place, and a few removed examples per filter.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from triglot.data_pipeline.stats import CleanStats
+
+log = logging.getLogger(__name__)
+# The setting behind each removal reason, named in the warning when one reason takes most of a source.
+SETTING = {
+    "too_short": "filters.min_chars", "too_long": "filters.max_chars",
+    "symbol_ratio": "filters.max_symbol_ratio", "digit_ratio": "filters.max_digit_ratio",
+    "dup_lines": "filters.max_dup_line_fraction", "dup_line_chars": "filters.max_dup_line_char_fraction",
+    "dup_paragraphs": "filters.max_dup_para_fraction", "terminal_punct": "filters.min_terminal_punct_lines",
+    "boilerplate": "filters.max_boilerplate_lines", "alpha_words": "filters.min_alpha_word_ratio",
+}
+WARN_SHARE = 0.5
+
+
+def _setting(reason: str) -> str:
+    if reason.startswith("top_"):
+        return "filters.max_top_ngram_share"
+    if reason.startswith("language_"):
+        return "data.keep_languages (or the source's `language` hint)"
+    if reason.startswith("dedup_"):
+        return "data.dedup"
+    return SETTING.get(reason, reason)
+
+
+def filter_warnings(by_source: dict[str, dict]) -> list[str]:
+    """One line per source where a single reason removed more than half of its documents."""
+    lines = []
+    for name, entry in by_source.items():
+        docs = entry["docs_in"] - entry["unreadable"]
+        for reason, count in sorted(entry["removed"].items(), key=lambda x: -x[1]):
+            if docs and count > WARN_SHARE * docs and reason != "empty":
+                setting = _setting(reason)
+                fix = (f"set `kind: sentences` or `{setting.replace('filters.', 'filters: {')}: ...}}` on the source"
+                       if setting.startswith("filters.") else f"check {setting}")
+                lines.append(f"source {name}: `{reason}` removed {count} of {docs} documents ({count / docs:.0%}); "
+                             f"{fix}, or list the filter in data.disabled_filters")
+    return lines
 
 
 def build_report(stats: CleanStats, kept: dict, seconds: float, workers: int) -> dict[str, Any]:
@@ -25,6 +62,9 @@ def build_report(stats: CleanStats, kept: dict, seconds: float, workers: int) ->
         out = kept["by_language"].get(name, {"docs": 0, "chars": 0})
         by_language[name] = {"docs_in": seen["docs"], "chars_in": seen["chars"], "docs_out": out["docs"],
                              "chars_out": out["chars"], "removed": dict(stats.removed_by_language.get(name, {}))}
+    warnings = filter_warnings(by_source)
+    for line in warnings:
+        log.warning("clean: %s", line)
     return {
         "accounting": {
             "docs_in": stats.docs_in, "kept": kept["docs"], "removed": removed_docs, "unreadable": unreadable,
@@ -38,6 +78,10 @@ def build_report(stats: CleanStats, kept: dict, seconds: float, workers: int) ->
         "unreadable_records": stats.unreadable_events,
         "pii_replaced": dict(sorted(stats.pii.items())),
         "examples": {k: v for k, v in sorted(stats.examples.items())},
+        "source_language": {k: dict(sorted(v.items())) for k, v in sorted(stats.source_language.items())},
+        "hinted": {k: stats.hinted.get(k, 0) for k in sorted(stats.by_source)},
+        "label_examples": {k: v for k, v in sorted(stats.label_examples.items())},
+        "warnings": warnings,
         "seconds": round(seconds, 2), "workers": workers,
     }
 
@@ -61,9 +105,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                [[k, v["docs_in"], v["docs_out"], v["chars_in"], v["chars_out"], v["unreadable"],
                  ", ".join(f"{r} {n}" for r, n in sorted(v["removed"].items(), key=lambda x: -x[1])[:4])]
                 for k, v in report["by_source"].items()]), "",
+        *(["## Warnings", "", *(f"- {w}" for w in report.get("warnings", [])), ""] if report.get("warnings") else []),
         "## By language (as identified)", "",
         _table(["language", "docs in", "docs out", "chars in", "chars out"],
                [[k, v["docs_in"], v["docs_out"], v["chars_in"], v["chars_out"]] for k, v in report["by_language"].items()]),
+        "", "## Source by language (documents as identified, before filters)", "",
+        _source_language_table(report), "",
+        "## Label examples (with the evidence that decided them)", "",
+        *_example_lines(report.get("label_examples", {}), with_language=False),
         "", "## Removed by filter", "",
         _table(["reason", "docs", "chars"], [[k, v["docs"], v["chars"]] for k, v in report["removed_by_reason"].items()]),
         "", "## Unreadable input", "",
@@ -73,13 +122,29 @@ def render_markdown(report: dict[str, Any]) -> str:
         parts.append(f"- `{event['file']}` {event['where']}: {event['reason']}")
     parts += ["", "## PII replaced", "", _table(["type", "count"], [[k, v] for k, v in report["pii_replaced"].items()]),
               "", "## Removed examples", ""]
-    for reason, examples in report["examples"].items():
-        parts.append(f"### {reason}")
-        for ex in examples:
-            snippet = ex["text"][:200].replace("\n", " ").replace("|", "\\|")
-            parts.append(f"- `{ex['id']}` ({ex['language']}): {snippet}")
-        parts.append("")
+    parts += _example_lines(report["examples"], with_language=True)
     return "\n".join(parts) + "\n"
+
+
+def _source_language_table(report: dict[str, Any]) -> str:
+    table = report.get("source_language", {})
+    languages = sorted({lang for counts in table.values() for lang in counts})
+    rows = [[name, *(counts.get(lang, 0) for lang in languages), report.get("hinted", {}).get(name, 0)]
+            for name, counts in table.items()]
+    return _table(["source", *languages, "took the hint"], rows)
+
+
+def _example_lines(examples: dict[str, list[dict]], with_language: bool) -> list[str]:
+    lines = []
+    for name, items in examples.items():
+        lines.append(f"### {name}")
+        for ex in items:
+            snippet = ex["text"][:200].replace("\n", " ").replace("|", "\\|")
+            label = f" ({ex['language']})" if with_language else ""
+            why = f" — evidence: {ex['evidence']}" if ex.get("evidence") else ""
+            lines.append(f"- `{ex['id']}`{label}: {snippet}{why}")
+        lines.append("")
+    return lines
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> list[Path]:

@@ -31,6 +31,11 @@ class CleanStats:
         self.unreadable_events: list[dict[str, str]] = []
         self.pii: dict[str, int] = defaultdict(int)
         self.examples: dict[str, list[dict[str, str]]] = defaultdict(list)
+        # Documents by source and identified language (before filters), those whose label came from the
+        # source's hint, and a few documents per language with the evidence that decided their label.
+        self.source_language: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.hinted: dict[str, int] = defaultdict(int)
+        self.label_examples: dict[str, list[dict[str, str]]] = defaultdict(list)
 
     def read(self, source: str, chars: int) -> None:
         self.docs_in += 1
@@ -45,17 +50,26 @@ class CleanStats:
         if len(self.unreadable_events) < MAX_EVENTS:
             self.unreadable_events.append({"source": source, "file": file, "where": locator, "reason": reason})
 
-    def language_in(self, language: str, chars: int) -> None:
+    def language_in(self, language: str, chars: int, source: str = "", hinted: bool = False) -> None:
         self.by_language_in[language]["docs"] += 1
         self.by_language_in[language]["chars"] += chars
+        if source:
+            self.source_language[source][language] += 1
+            if hinted:
+                self.hinted[source] += 1
 
-    def remove(self, reason: str, source: str, language: str, doc_id: str, text: str) -> None:
+    def label_example(self, language: str, doc_id: str, text: str, evidence: str) -> None:
+        if len(self.label_examples[language]) < self.examples_per_reason:
+            self.label_examples[language].append({"id": doc_id, "text": text[:200], "evidence": evidence})
+
+    def remove(self, reason: str, source: str, language: str, doc_id: str, text: str, evidence: str = "") -> None:
         self.removed[reason]["docs"] += 1
         self.removed[reason]["chars"] += len(text)
         self.removed_by_source[source][reason] += 1
         self.removed_by_language[language][reason] += 1
         if len(self.examples[reason]) < self.examples_per_reason:
-            self.examples[reason].append({"id": doc_id, "language": language, "text": text[:300]})
+            self.examples[reason].append({"id": doc_id, "language": language, "text": text[:300],
+                                          "evidence": evidence})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +83,9 @@ class CleanStats:
             "unreadable_events": self.unreadable_events,
             "pii": dict(self.pii),
             "examples": {k: list(v) for k, v in self.examples.items()},
+            "source_language": {k: dict(v) for k, v in self.source_language.items()},
+            "hinted": dict(self.hinted),
+            "label_examples": {k: list(v) for k, v in self.label_examples.items()},
         }
 
     def add(self, other: dict[str, Any]) -> None:
@@ -91,6 +108,12 @@ class CleanStats:
         self.unreadable_events.extend(other["unreadable_events"][:max(room, 0)])
         for kind, value in other["pii"].items():
             self.pii[kind] += value
-        for reason, examples in other["examples"].items():
-            have = self.examples[reason]
-            have.extend(examples[: max(self.examples_per_reason - len(have), 0)])
+        for key in ("examples", "label_examples"):
+            for name, examples in other.get(key, {}).items():
+                have = getattr(self, key)[name]
+                have.extend(examples[: max(self.examples_per_reason - len(have), 0)])
+        for name, counts in other.get("source_language", {}).items():
+            for language, value in counts.items():
+                self.source_language[name][language] += value
+        for name, value in other.get("hinted", {}).items():
+            self.hinted[name] += value

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from triglot.data_pipeline.dedup import band_keys, exact_key
 from triglot.data_pipeline.filters import quality_reason
-from triglot.data_pipeline.langid import identify
+from triglot.data_pipeline.langid import LangResult, explain, identify
 from triglot.data_pipeline.normalize import normalize_text
 from triglot.data_pipeline.pii import scrub_pii
 from triglot.data_pipeline.readers import read_records, splits_by_bytes
 from triglot.data_pipeline.stats import CleanStats
+
+from triglot.config.data import SENTENCE_FILTERS
 
 UNIT_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("language", pa.string()), ("source", pa.string()),
@@ -101,24 +103,48 @@ def unit_done(unit: WorkUnit, units_dir: Path) -> dict | None:
     return saved
 
 
+def evidence(text: str, lang: LangResult) -> str:
+    """What decided a label, for the report's examples: the Cantonese score and its strongest n-grams,
+    script counts, and whether the source's hint decided."""
+    parts = [f"han {lang.han}, latin words {lang.latin_words}"]
+    if lang.han:
+        parts.append(f"yue score {lang.yue_score:+.1f} ({explain(text) or 'no known n-grams'})")
+    if lang.paragraphs:
+        parts.append("paragraphs " + ",".join(lang.paragraphs))
+    if lang.hinted:
+        parts.append("label from the source's language hint")
+    return "; ".join(parts)
+
+
+def source_thresholds(spec, cfg, language: str):
+    """The language's thresholds, then the `kind: sentences` preset, then the source's own `filters:`."""
+    base = cfg.filters.get(language) or cfg.filters.get("other")
+    if base is None or (spec.kind == "documents" and not spec.filters):
+        return base
+    preset = SENTENCE_FILTERS if spec.kind == "sentences" else {}
+    return replace(base, **{**preset, **spec.filters})
+
+
 def clean_document(text: str, doc_id: str, spec, cfg, stats: CleanStats) -> dict | None:
     """Normalise, identify, filter, scrub and key one document; None when it is removed (and counted)."""
     source = spec.name
     orig_hash = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
     text = normalize_text(text, cfg.fix_mojibake)
     if not text:
-        stats.language_in("unknown", 0)
-        stats.remove("empty", source, "unknown", doc_id, text)
+        stats.language_in("empty", 0, source)
+        stats.remove("empty", source, "empty", doc_id, text)
         return None
     lang = identify(text, cfg.langid, spec.language)
-    stats.language_in(lang.language, len(text))
+    stats.language_in(lang.language, len(text), source, lang.hinted)
+    if len(stats.label_examples[lang.language]) < stats.examples_per_reason:
+        stats.label_example(lang.language, doc_id, text, evidence(text, lang))
     if lang.language not in cfg.keep_languages:
-        stats.remove(f"language_{lang.language}", source, lang.language, doc_id, text)
+        stats.remove(f"language_{lang.language}", source, lang.language, doc_id, text, evidence(text, lang))
         return None
-    thresholds = cfg.filters.get(lang.language) or cfg.filters.get("other")
+    thresholds = source_thresholds(spec, cfg, lang.language)
     reason = quality_reason(text, lang.language, thresholds, cfg.disabled_filters) if thresholds else None
     if reason:
-        stats.remove(reason, source, lang.language, doc_id, text)
+        stats.remove(reason, source, lang.language, doc_id, text, evidence(text, lang))
         return None
     if cfg.pii.enabled:
         text, found = scrub_pii(text, cfg.pii.types)

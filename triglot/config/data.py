@@ -6,7 +6,7 @@ Every default of the clean stage lives here; configs/data/*.yaml hold only what 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 LANGUAGES = ("en", "zh-Hans", "zh-Hant", "yue", "mixed", "other")
 
@@ -29,6 +29,11 @@ class SourceSpec:
     text_mode: str = "line"
     # json only: key holding the list of records when the file is an object rather than a list.
     records_field: str = ""
+    # `documents`, or `sentences`: one sentence per record (speech transcripts, dictionary examples,
+    # parallel corpora), which applies SENTENCE_FILTERS before this source's own `filters`.
+    kind: str = "documents"
+    # This source's filter settings over data.filters.<language>: any Thresholds key, e.g. {min_chars: 5}.
+    filters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +62,11 @@ class Thresholds:
     min_alpha_word_ratio: float = 0.8
 
 
+# A sentence corpus: short records are the point, and one line has no line-level statistics to speak of.
+SENTENCE_FILTERS: dict[str, Any] = {"min_chars": 4, "max_symbol_ratio": 0.2}
+SOURCE_KINDS = ("documents", "sentences")
+
+
 def _default_thresholds() -> dict[str, Thresholds]:
     cjk = dict(min_chars=20, max_top_ngram_share=[0.25, 0.22, 0.20])
     return {
@@ -78,8 +88,10 @@ class LangIdOptions:
     latin_share: float = 0.6
     # Share of English function words among Latin words needed to call Latin text English.
     en_function_word_share: float = 0.12
-    # Latin text of at most this many words is English with a single English function word.
+    # Latin text of at most this many words is English with a single English function word, or when
+    # this share of its words is among the common English words (resources/en_common_words.txt).
     short_latin_words: int = 8
+    short_en_common_share: float = 0.6
     # Cantonese when the summed n-gram log ratios (resources/yue_nb.tsv) reach this: one listed marker
     # (weight 3) is enough alone. Held-out Mandarin clauses of the shared corpora pass it in under 0.5%.
     yue_threshold: float = 2.0
