@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.distributed]
 SFT = "../shared/data/corpora/sft"
 
 
-def write_run(root: Path, model_dir: Path, steps: int, zero: int, lora: bool = False) -> Path:
+def write_run(root: Path, model_dir: Path, steps: int, zero: int, lora: bool = False, merge: bool = True) -> Path:
     """A pipeline run folder whose pretraining export is the tiny model, and its config."""
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "export").exists():
@@ -38,7 +38,8 @@ def write_run(root: Path, model_dir: Path, steps: int, zero: int, lora: bool = F
                 {"name": "yue", "paths": [f"{SFT}/yue_alpaca_seed/seed.jsonl"], "language": "yue", "max_samples": 80,
                  "weight": 0.5},
             ],
-            "lora": {"enabled": lora, "rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj", "up_proj"]},
+            "lora": {"enabled": lora, "rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj", "up_proj"],
+                     "merge_on_export": merge},
         },
     }
     path = root / "config.yaml"
@@ -93,3 +94,27 @@ def test_lora_under_zero3_exports_a_merged_plain_model(tiny_model_dir: Path, tmp
     assert delta.abs().max() > 0  # the adapter trained
     assert (merged[key] - base[key] - delta).abs().max() < 1e-6  # and is folded into the base weight
     assert (merged["model.layers.1.self_attn.k_proj.weight"] == base["model.layers.1.self_attn.k_proj.weight"]).all()
+
+
+def test_lora_under_zero3_exports_the_adapter_alone(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """merge_on_export=false: the adapter is gathered from the ZeRO-3 shards, not saved as empty slices."""
+    from safetensors.torch import load_file
+
+    # DeepSpeed keeps parameters under 1e5 elements whole on every rank; a threshold of 0 shards the
+    # adapter too, as it is in a model of real size.
+    shard_all = ["train.deepspeed.zero_optimization.stage3_param_persistence_threshold=0"]
+    merged_run = write_run(tmp_path / "merged", tiny_model_dir, steps=2, zero=3, lora=True)
+    run_torchrun(2, ["sft", str(merged_run), *shard_all])
+    kept = load_file(tmp_path / "merged" / "sft" / "export" / "adapter" / "adapter_model.safetensors")
+    alone_run = write_run(tmp_path / "alone", tiny_model_dir, steps=2, zero=3, lora=True, merge=False)
+    run_torchrun(2, ["sft", str(alone_run), *shard_all])
+    export = tmp_path / "alone" / "sft" / "export"
+    assert (export / "adapter_config.json").is_file() and not (export / "model.safetensors").exists()
+    assert (export / "tokenizer_config.json").is_file() and not export.with_name("export.tmp").exists()
+    alone = load_file(export / "adapter_model.safetensors")
+    assert sorted(alone) == sorted(kept) and any("lora_B" in k for k in alone)
+    for key, tensor in kept.items():
+        assert alone[key].shape == tensor.shape and alone[key].numel() > 0, key
+        assert (alone[key] - tensor).abs().max() < 1e-6, key  # the same training, the same adapter
+    assert all(v.abs().max() > 0 for k, v in alone.items() if "lora_B" in k)  # trained, not the zero init
+

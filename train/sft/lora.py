@@ -82,3 +82,38 @@ def export_merged(model: Any, out_dir: Path, tokenizer: Any, zero_stage: int, is
         tokenizer.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
+
+
+def _gathered(params: list[Any], zero_stage: int) -> Any:
+    """Under ZeRO-3 each rank holds a slice of every parameter: gather full tensors (collective)."""
+    if zero_stage != 3:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
+def export_adapter(model: Any, out_dir: Path, tokenizer: Any, zero_stage: int, is_main: bool) -> None:
+    """Write the adapter alone (peft's adapter_config.json and adapter_model.safetensors) and the tokenizer.
+
+    Collective under ZeRO-3: the adapter's parameters, and the embeddings peft saves beside them when the
+    vocabulary grew, are gathered first (saving the shards would write empty tensors). Written to a
+    temporary folder and renamed, like the merged export.
+    """
+    import os
+    import shutil
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    params += [m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    with _gathered(list({id(p): p for p in params}.values()), zero_stage):
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp, safe_serialization=True)
+    if not is_main:
+        return
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from triglot.train.coordination import StopRequest, preflight
 from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
 from triglot.train.model import build_model, load_tokenizer
-from triglot.train.sft.data import build_sft_sampler, sft_input_files
-from triglot.train.sft.lora import apply_lora, export_merged
 from triglot.train.run_state import training_marker
+from triglot.train.sft.data import build_sft_sampler, sft_input_files
+from triglot.train.sft.lora import apply_lora, export_adapter, export_merged
 from triglot.train.trainer import Trainer, fit_and_export
 
 from triglot.config import to_container
@@ -84,9 +84,7 @@ class SftTrainer(Trainer):
     def export(self, out_dir: Path) -> None:
         """A plain Hugging Face folder: LoRA merged (sft.lora.merge_on_export), chat template included."""
         if self.cfg.sft.lora.enabled and not self.cfg.sft.lora.merge_on_export:
-            if self.rank == 0:
-                self.engine.module.save_pretrained(out_dir)
-                self.tokenizer.save_pretrained(out_dir)
+            export_adapter(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0)
             return
         export_merged(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0)
 
