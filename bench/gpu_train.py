@@ -45,13 +45,15 @@ def synthetic_packed(folder: Path, tokens: int, seed: int = 0) -> Path:
 def triglot_variant(args: argparse.Namespace, name: str, overrides: list[str], data: Path, work: Path) -> dict:
     """`triglot train` through torchrun on one GPU; tokens/s and MFU from its metrics.jsonl."""
     run_dir = work / name
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1", "-m", "triglot",
+    from triglot.launch.torchrun import TORCHRUN, torchrun_argv, triglot_target
+
+    cmd = torchrun_argv(1, triglot_target([
            "train", str(EXPERIMENT), f"model={args.model}", "hardware=auto", f"run.dir={run_dir}", f"train.data_dir={data}",
            f"train.seq_len={args.seq_len}", f"train.global_batch_size={args.global_batch}",
            f"train.micro_batch_size={args.micro}", f"train.steps={args.steps}", "train.zero_stage=1",
            "train.warmup_steps=2", "train.val_every=0", "train.val_fraction=0", "train.checkpoint.every=1000000",
            "train.checkpoint.export_hf=false", "tracking.mode=disabled", f"model.max_seq_len={args.seq_len}",
-           *overrides]
+           *overrides]), launcher=TORCHRUN)
     started = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -73,8 +72,9 @@ def test_two_ranks_match_reference(tmp_path: Path, benchmarks: Path, tiny_hf: Pa
                                    eval_config, repo_root: Path) -> None:
     cfg = eval_config(tmp_path, benchmarks, checkpoint=str(tiny_hf), num_fewshot=1)
     config_path = save_config(cfg, tmp_path / "config.yaml")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "triglot", "eval", str(config_path)]
+    from triglot.launch.torchrun import TORCHRUN, torchrun_argv, triglot_target
+
+    cmd = torchrun_argv(2, triglot_target(["eval", str(config_path)]), launcher=TORCHRUN)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -116,3 +116,22 @@ def test_slurm_step_reports_a_rank_user_error_once(tmp_path: Path, packed_dir: P
     assert_one_line(proc)
     events = (tmp_path / "run" / "jobs" / "42.events").read_text()
     assert "exit\trc=2" in events
+
+
+def test_real_slurm_job_reports_a_rank_user_error_once(slurm_cluster: str, packed_dir: Path, tmp_path: Path,
+                                                       helpers) -> None:
+    """The same refusal in a job on the local Slurm cluster: its log holds the line once, the step exits 2."""
+    run_dir = tmp_path / "run"
+    overrides = [*helpers.tiny_overrides(run_dir, packed_dir, steps=2), "run.nproc_per_node=2",
+                 "train.global_batch_size=6", "train.micro_batch_size=2", "launch.requeue=false"]
+    proc = triglot("launch", "slurm", "train", "configs/experiments/quickstart.yaml", *overrides, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_id = proc.stdout.strip().splitlines()[-1]
+    helpers.wait_for_jobs([job_id])
+    log = (run_dir / "logs" / f"quickstart-train-{job_id}.out").read_text()
+    assert [line for line in log.splitlines() if MESSAGE in line] == [
+        "triglot: config error: train.global_batch_size 6 is not a multiple of the micro-batches across ranks "
+        "([2, 2], sum 4); change either"], log[-4000:]
+    assert "Traceback" not in log and "ChildFailedError" not in log, log[-4000:]
+    last = (run_dir / "jobs" / f"{job_id}.events").read_text().splitlines()[-1].split("\t")
+    assert last[2:] == ["exit", "rc=2"]
