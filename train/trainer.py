@@ -200,10 +200,10 @@ class Trainer:
             if applied:
                 self.overflow_guard.check(step, loss_nonfinite, scale_before)
             return norm
+        if loss_nonfinite:  # with skip: finite in the no-grad forward, not in the real one
+            raise NonFiniteLoss(step, float("nan"))
         if self.cfg.train.on_nonfinite.value == "skip":
             return norm
-        if loss_nonfinite:
-            raise NonFiniteLoss(step, float("nan"))
         if not math.isfinite(norm) and applied:
             raise NonFiniteLoss(step, norm, what="gradient norm")
         return norm
