@@ -28,8 +28,8 @@ from triglot.train.coordination import (
 from triglot.train.data import MixtureSampler, Prefetcher, split_documents
 from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
 from triglot.train.metrics import SampleLog, StepMetrics, validate
-from triglot.train.run_state import training_marker
 from triglot.train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
+from triglot.train.run_state import training_marker
 
 from triglot.config import to_container, to_yaml
 from triglot.dist import read_dist_env
