@@ -26,6 +26,8 @@ class StepMetrics:
         self.flops_per_token = flops_per_token(cfg.model, trainer.vocab_size, cfg.train.seq_len)
         self.peak = peak_flops(cfg.hardware) * trainer.world
         self.last: dict[str, Any] = {}
+        self.total_steps = int(cfg.train.steps)
+        self.eta = Eta()
 
     def local_counts(self, batches: list[dict], data_wait: float) -> list[float]:
         """This rank's input tokens per language, data wait and input tokens (summed over ranks in the step)."""
@@ -60,9 +62,11 @@ class StepMetrics:
         record.update({f"tokens_seen/{lang}": n for lang, n in t.tokens_seen.items()})
         self.last = record
         self.tracker.log(record, step=step)
-        if t.rank == 0 and (step % 10 == 0 or step == 1):
-            log.info("step %d loss %.4f lr %.2e grad_norm %.3f tok/s %.0f", step, record["loss"], record["lr"],
-                     record["grad_norm"], record["tokens_per_s"])
+        remaining = self.eta.update(seconds, self.total_steps - step)
+        if t.rank == 0 and (step % 10 == 0 or step == 1 or step == self.total_steps):
+            log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f tok/s %.0f eta %s", step, self.total_steps,
+                     record["loss"], record["lr"], record["grad_norm"], record["tokens_per_s"],
+                     format_duration(remaining))
 
     def summary(self, step: int) -> dict:
         out = {"steps": step, **{k: v for k, v in self.last.items() if not k.startswith("tokens_per_s/")}}
@@ -97,7 +101,28 @@ def validate(trainer: Any) -> dict:
     if out:
         all_sum, all_n = sum(totals[0::2]), sum(totals[1::2])
         out["val_loss"] = all_sum / all_n
+        if t.rank == 0:
+            per_lang = ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in out.items() if k.startswith("val_loss/"))
+            log.info("validation loss %.4f (%s)", out["val_loss"], per_lang)
     return out
+
+
+class Eta:
+    """Time left from a moving average of step times (the first steps, with warm-up, weigh less)."""
+
+    def __init__(self, smoothing: float = 0.1):
+        self.smoothing, self.mean = smoothing, None
+
+    def update(self, seconds: float, steps_left: int) -> float:
+        self.mean = seconds if self.mean is None else (1 - self.smoothing) * self.mean + self.smoothing * seconds
+        return self.mean * max(0, steps_left)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class SampleLog:

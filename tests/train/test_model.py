@@ -65,3 +65,12 @@ def test_deepspeed_config_follows_the_run_config():
     assert ds["optimizer"]["type"] == "AdamW" and "flops_profiler" in ds
     with pytest.raises(ConfigError, match="offload_params"):
         deepspeed_config(compose({"train": {"zero_stage": 2, "offload_params": True}}), BatchLayout((4,), 1), 0)
+
+
+def test_eta_follows_the_recent_step_time() -> None:
+    from triglot.train.metrics import Eta, format_duration
+
+    eta = Eta(smoothing=0.5)
+    assert eta.update(2.0, 10) == 20.0
+    assert eta.update(4.0, 9) == 27.0  # mean 3 s, 9 steps left
+    assert format_duration(27) == "0m27s" and format_duration(3725) == "1h02m"
