@@ -99,11 +99,11 @@ MODEL_FILE = "yue_nb.tsv"
 KEEP_UNFOLDED = ord("係")
 
 
-def ngram_keys(points: np.ndarray) -> np.ndarray:
+def ngram_keys(points: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
     """Unigram and adjacent-pair keys of the Han characters, folded to Simplified (script is not evidence),
     except 係."""
     lex = lexicon()
-    han = (lex.classes[points] & HAN_BIT) != 0
+    han = ((lex.classes[points] if classes is None else classes) & HAN_BIT) != 0
     folded = lex.fold[points].astype(np.int64)
     folded[points == KEEP_UNFOLDED] = KEEP_UNFOLDED
     pairs = han[:-1] & han[1:]
@@ -126,8 +126,25 @@ def _text_key(ngram: str) -> int:
 
 @dataclass
 class NgramModel:
-    keys: np.ndarray  # sorted int64 n-gram keys
-    weights: np.ndarray  # float32 log ratio, Cantonese positive
+    """Unigram weights in a dense table by code point; bigrams in a small open-addressing hash table
+    (one vectorised probe per step, as many steps as the longest probe chain of the build). Both stay in
+    the CPU cache, which a binary search over all n-grams per document did not make use of."""
+
+    unigrams: np.ndarray  # float32 weight per (folded) code point below UNIGRAM_LIMIT
+    keys: np.ndarray  # int64 bigram key per slot, -1 where empty
+    weights: np.ndarray  # float32 bigram weight per slot, Cantonese positive
+    probes: int
+    by_text: dict  # n-gram text (folded) -> weight, for short texts (a dict lookup beats numpy's overhead)
+    fold: dict  # str.translate table: Traditional -> Simplified, 係 kept
+
+
+UNIGRAM_LIMIT = 0x32400  # past CJK Extension H
+TABLE_BITS = 17  # 131,072 slots for ~15,000 bigrams
+_HASH = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _slots(keys: np.ndarray) -> np.ndarray:
+    return ((keys.astype(np.uint64) * _HASH) >> np.uint64(64 - TABLE_BITS)).astype(np.int64)
 
 
 @lru_cache(maxsize=1)
@@ -136,20 +153,76 @@ def ngram_model() -> NgramModel:
     path = RESOURCES / MODEL_FILE
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()
             if line and not line.startswith("#")]
-    pairs = sorted((_text_key(g), float(w)) for g, w in rows)
-    return NgramModel(np.array([k for k, _ in pairs], dtype=np.int64),
-                      np.array([w for _, w in pairs], dtype=np.float32))
+    items = [(_text_key(g), float(w)) for g, w in rows]
+    unigrams = np.zeros(UNIGRAM_LIMIT, dtype=np.float32)
+    size = 1 << TABLE_BITS
+    keys, weights, probes = np.full(size, -1, dtype=np.int64), np.zeros(size, dtype=np.float32), 1
+    bigrams = [(k, w) for k, w in items if k >= BIGRAM_OFFSET]
+    for key, weight in items:
+        if key < BIGRAM_OFFSET and key < UNIGRAM_LIMIT:
+            unigrams[key] = weight
+    slots = _slots(np.array([k for k, _ in bigrams], dtype=np.int64)).tolist()
+    for (key, weight), slot in zip(bigrams, slots, strict=True):
+        step = 0
+        while keys[(slot + step) % size] != -1:
+            step += 1
+        keys[(slot + step) % size], weights[(slot + step) % size] = key, weight
+        probes = max(probes, step + 1)
+    fold = {int(cp): int(lexicon().fold[cp]) for cp in np.nonzero(lexicon().fold != np.arange(TABLE_SIZE))[0]}
+    fold.pop(KEEP_UNFOLDED, None)
+    return NgramModel(unigrams, keys, weights, probes, {key_text(k): w for k, w in items}, fold)
 
 
-def ngram_evidence(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _bigram_weights(model: NgramModel, bigrams: np.ndarray) -> np.ndarray:
+    """Linear probing, vectorised: a key leaves the search at its match or at an empty slot (most do at
+    the first step: most bigrams of a text are not in the model)."""
+    slots = _slots(bigrams)
+    weights = np.zeros(len(bigrams), dtype=np.float32)
+    active = np.arange(len(bigrams))
+    for step in range(model.probes):
+        idx = (slots[active] + step) & ((1 << TABLE_BITS) - 1)
+        found = model.keys[idx]
+        hit = found == bigrams[active]
+        weights[active[hit]] = model.weights[idx[hit]]
+        active = active[(found != -1) & ~hit]
+        if not len(active):
+            break
+    return weights
+
+
+def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    bigram = keys >= BIGRAM_OFFSET
+    return keys[~bigram], keys[bigram]
+
+
+SHORT_TEXT = 160  # code points; below this a Python loop over dict lookups is faster than numpy
+# Evidence is read from the first SCORE_LIMIT code points: by then the sum is decisive (tens of units
+# past the threshold on real documents), and the cost no longer grows with the document.
+SCORE_LIMIT = 3000
+
+
+def yue_score(points: np.ndarray, classes: np.ndarray | None = None, text: str = "") -> float:
+    """Sum of the weights of the known n-grams: positive is Cantonese. (Model keys are Han n-grams only,
+    so a lookup of anything else, or of a pair across a non-Han character, simply finds nothing.)"""
+    model = ngram_model()
+    if text and len(points) < SHORT_TEXT:
+        folded, table = text.translate(model.fold), model.by_text
+        return sum(table.get(c, 0.0) for c in folded) + sum(table.get(folded[i:i + 2], 0.0)
+                                                            for i in range(len(folded) - 1))
+    unigrams, bigrams = _split_keys(ngram_keys(points[:SCORE_LIMIT], None if classes is None else classes[:SCORE_LIMIT]))
+    score = float(model.unigrams[np.minimum(unigrams, UNIGRAM_LIMIT - 1)].sum())
+    return score + float(_bigram_weights(model, bigrams).sum()) if len(bigrams) else score
+
+
+def ngram_evidence(points: np.ndarray, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Keys of the n-grams of `points` that the model knows, and their weights."""
     model = ngram_model()
-    keys = ngram_keys(points)
-    if not len(keys) or not len(model.keys):
-        return keys[:0], model.weights[:0]
-    idx = np.minimum(np.searchsorted(model.keys, keys), len(model.keys) - 1)
-    known = model.keys[idx] == keys
-    return keys[known], model.weights[idx[known]]
+    keys = ngram_keys(points, classes)
+    weights = np.where(keys < BIGRAM_OFFSET, model.unigrams[np.minimum(keys, UNIGRAM_LIMIT - 1)], 0).astype(np.float32)
+    bigram = keys >= BIGRAM_OFFSET
+    weights[bigram] = _bigram_weights(model, keys[bigram])
+    known = weights != 0
+    return keys[known], weights[known]
 
 
 def explain(text: str, top: int = 6) -> str:
@@ -176,10 +249,16 @@ def script_counts(text: str) -> dict[str, int]:
     return _counts(codepoints(text))
 
 
-def _counts(points: np.ndarray) -> dict[str, int]:
-    classes = lexicon().classes[points]
-    return {name: int(np.count_nonzero(classes & bit)) for name, bit in
-            (("han", HAN_BIT), ("kana", KANA_BIT), ("other", OTHER_BIT), ("trad", TRAD_BIT), ("simp", SIMP_BIT))}
+COUNTED = (("han", HAN_BIT), ("kana", KANA_BIT), ("other", OTHER_BIT), ("trad", TRAD_BIT), ("simp", SIMP_BIT))
+# Class-byte value -> which counted bits it has: one histogram and one product count all five at once.
+_BIT_MATRIX = np.array([[1 if v & bit else 0 for _, bit in COUNTED] for v in range(32)], dtype=np.int64)
+
+
+def _counts(points: np.ndarray, classes: np.ndarray | None = None) -> dict[str, int]:
+    if classes is None:
+        classes = lexicon().classes[points]
+    totals = np.bincount(classes, minlength=32)[:32] @ _BIT_MATRIX
+    return {name: int(n) for (name, _), n in zip(COUNTED, totals.tolist(), strict=True)}
 
 
 @dataclass
@@ -232,14 +311,13 @@ def _japanese_dominates(text: str) -> bool:
     return japanese > 0.5 * total
 
 
-def _chinese_variety(points: np.ndarray, counts: dict[str, int], opts, hint: str | None,
-                     result: LangResult) -> str:
+def _chinese_variety(text: str, points: np.ndarray, classes: np.ndarray, counts: dict[str, int], opts,
+                     hint: str | None, result: LangResult) -> str:
     """yue when the n-gram evidence passes opts.yue_threshold; else Simplified or Traditional by script.
 
     A hint decides only what the evidence leaves open: `yue` unless the text is clearly Mandarin,
     `zh-Hant`/`zh-Hans` when the script is neutral."""
-    _, weights = ngram_evidence(points)
-    score = result.yue_score = float(weights.sum())
+    score = result.yue_score = yue_score(points, classes, text)
     if score >= opts.yue_threshold:
         return "yue"
     if hint == "yue" and score > -opts.yue_threshold:
@@ -269,11 +347,13 @@ def _latin_language(words: list[str], opts) -> str:
     return "en" if hits >= opts.en_function_word_share * len(words) else "other"
 
 
-def classify_block(text: str, opts, hint: str | None = None) -> LangResult:
-    """One label for a block of text; `undecided` when it has fewer than opts.min_letters letters."""
+def classify_block(text: str, opts, hint: str | None = None, variety: bool = True) -> LangResult:
+    """One label for a block of text; `undecided` when it has fewer than opts.min_letters letters.
+    With variety=False, Chinese is labelled `zh` without telling yue, zh-Hans and zh-Hant apart."""
     text = prose(text)
     points = codepoints(text)
-    counts = _counts(points)
+    classes = lexicon().classes[points]
+    counts = _counts(points, classes)
     han, kana, other = counts["han"], counts["kana"], counts["other"]
     word_list = LATIN_WORD.findall(text)
     words = len(word_list)
@@ -284,7 +364,7 @@ def classify_block(text: str, opts, hint: str | None = None) -> LangResult:
     if kana >= 3 and _japanese_dominates(text):
         result.language = "other"
     elif han + kana >= opts.han_share * total:
-        result.language = _chinese_variety(points, counts, opts, hint, result)
+        result.language = _chinese_variety(text, points, classes, counts, opts, hint, result) if variety else "zh"
     elif words >= opts.latin_share * total:
         result.language = _latin_language(word_list, opts)
     elif other >= 0.5 * total:
@@ -308,14 +388,16 @@ def identify(text: str, opts, hint: str | None = None) -> LangResult:
     if min(result.han, result.latin_words) < 0.1 * result.units or "\n" not in text:
         return result
     shares: dict[str, int] = {}
+    blocks = []
     for para in text.split("\n"):
-        block = classify_block(para, opts, hint)
+        block = classify_block(para, opts, hint, variety=False)  # the family is enough to tell `mixed`
         if block.language == "undecided":
             continue
-        result.paragraphs.append(block.language)
+        blocks.append((para, block.language))
         family = _family(block.language)
         shares[family] = shares.get(family, 0) + block.weight
     total = sum(shares.values()) or 1
     if len([s for s in shares.values() if s >= opts.mixed_share * total]) >= 2:
         result.language = "mixed"
+        result.paragraphs = [classify_block(p, opts, hint).language if lang == "zh" else lang for p, lang in blocks]
     return result
