@@ -108,12 +108,6 @@ def test_every_shipped_yaml_validates(repo_root: Path) -> None:
         load_config(exp)
 
 
-def test_schema_defaults_are_defined_once() -> None:
-    keys = all_keys()
-    assert len(keys) == len(set(keys))
-    assert "train.lr" in keys and "hardware.peak_tflops" in keys
-
-
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "triglot", *args], capture_output=True, text=True, timeout=120)
 
