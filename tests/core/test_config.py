@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from triglot.config import ConfigError, compose, config_hash, load_config, save_config
-from triglot.config.loader import all_keys, find_config_root
+from triglot.config.loader import find_config_root
 
 QUICKSTART = "configs/experiments/quickstart.yaml"
 

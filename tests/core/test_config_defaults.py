@@ -15,7 +15,6 @@ from triglot.config import compose, to_container
 from triglot.config.launch import ClusterProfile
 from triglot.config.schema import CONFIG_GROUPS, RunConfig
 
-
 # Stated on purpose even when equal to the default: a source's licence is a finding, not a setting, and a
 # hardware profile names its device, precision, attention and backend in full (the README's table).
 DOCUMENTARY = {"license", "accelerator", "precision", "attention", "comm_backend"}
