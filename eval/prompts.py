@@ -1,34 +1,42 @@
-"""Prompt templates, one per suite, copied from each suite's official evaluation code.
+"""Prompt templates, read from each suite's YAML file (`templates:`), one per style.
 
-eval/TEMPLATES.md shows every template in full and names the file it follows.
+`official` follows the suite's own evaluation code; `lm-eval` reproduces lm-evaluation-harness's
+stock task for the suite. eval/TEMPLATES.md shows every template in full and names the code it follows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
+
+from triglot.errors import ConfigError
 
 
 class _Row(Protocol):
     question: str
     choices: tuple[str, ...]
     answer: str | None
+    passage: str
 
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    source: str  # the official code this follows
-    header: str  # first line(s); {subject} is the suite's name for the subject
+    source: str  # the code this follows
+    header: str  # first line(s); {subject} is the suite's name for the subject, {note} the zero-shot note
     answer_cue: str  # ends every question; the answer follows it
-    answer_sep: str = ""  # between the cue and the answer (" " in the English templates)
+    answer_sep: str = ""  # between the cue and the answer (" " in the English templates; lm-eval's target delimiter)
     question_prefix: str = ""
     option: str = "\n{letter}. {text}"
-    shot_end: str = "\n\n"
+    shot_end: str = "\n\n"  # after each example (lm-eval's fewshot delimiter)
     zero_shot_note: str = ""  # added to the header when there are no examples
+    passage: str = "{passage}\n"  # before the question, where the row has a passage
+    strip_question: bool = False  # lm-eval's stock tasks strip the question ({{question.strip()}})
 
     def block(self, row: _Row, letters: Sequence[str], with_answer: bool) -> str:
-        text = self.question_prefix + row.question
+        question = row.question.strip() if self.strip_question else row.question
+        text = self.passage.format(passage=row.passage) if getattr(row, "passage", "") else ""
+        text += self.question_prefix + question
         text += "".join(self.option.format(letter=ltr, text=choice) for ltr, choice in zip(letters, row.choices, strict=True))
         text += self.answer_cue
         if with_answer:
@@ -39,7 +47,9 @@ class PromptTemplate:
         """Header, the k examples with their answers, then the question up to the answer cue."""
         note = "" if shots else self.zero_shot_note
         text = self.header.format(subject=subject, note=note)
-        text += "".join(self.block(shot, letters, True) for shot in shots)
+        # Each example shows its own letters: a shot may have fewer choices than the question.
+        text += "".join(self.block(shot, letters[: len(shot.choices)] if len(shot.choices) <= len(letters)
+                                   else _letters_for(shot, letters), True) for shot in shots)
         return text + self.block(row, letters, False)
 
     def continuation(self, answer: str) -> str:
@@ -47,38 +57,22 @@ class PromptTemplate:
         return self.answer_sep + answer
 
 
-# hendrycks/test evaluate.py: format_subject() joins the words with a leading space, so the header
-# reads "about  abstract algebra." (two spaces); kept as published.
-MMLU = PromptTemplate(
-    source="hendrycks/test evaluate.py (gen_prompt, format_example)",
-    header="The following are multiple choice questions (with answers) about {subject}.\n\n",
-    answer_cue="\nAnswer:",
-    answer_sep=" ",
-)
+def _letters_for(row: _Row, letters: Sequence[str]) -> Sequence[str]:
+    extra = [chr(ord(letters[-1]) + i + 1) for i in range(len(row.choices) - len(letters))]
+    return list(letters) + extra
 
-# haonan-li/CMMLU src/mp_utils.py, without chain of thought.
-CMMLU = PromptTemplate(
-    source="haonan-li/CMMLU src/mp_utils.py (gen_prompt, format_example; cot=False)",
-    header="以下是关于{subject}的单项选择题，请直接给出正确答案的选项。\n\n",
-    question_prefix="题目：",
-    answer_cue="\n答案是：",
-)
 
-# hkust-nlp/ceval code/evaluator_series/evaluators/llama.py, without chain of thought; the header is
-# used zero-shot as well, as in the suite's published prompt format.
-CEVAL = PromptTemplate(
-    source="hkust-nlp/ceval code/evaluator_series/evaluators/llama.py (generate_few_shot_prompt, format_example)",
-    header="以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。\n\n",
-    answer_cue="\n答案：",
-)
+_FIELDS = {f.name for f in fields(PromptTemplate)}
 
-# hon9kon9ize/hkeval2025 scripts/eval.py: the MMLU template with the subject's words joined by single
-# spaces, and " DO NOT EXPLAIN." added to the header zero-shot. The official instruction frame is
-# English for every set; the questions themselves are in Cantonese (or the set's language).
-HKCANTO = PromptTemplate(
-    source="hon9kon9ize/hkeval2025 scripts/eval.py (gen_prompt, format_example)",
-    header="The following are multiple choice questions (with answers) about {subject}.{note}\n\n",
-    answer_cue="\nAnswer:",
-    answer_sep=" ",
-    zero_shot_note=" DO NOT EXPLAIN.",
-)
+
+def template_from(spec: dict, where: str) -> PromptTemplate:
+    """A template from a suite file's `templates.<name>` mapping; unknown or missing keys are ConfigErrors."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be a mapping of template keys ({', '.join(sorted(_FIELDS))})")
+    unknown = sorted(set(spec) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; template keys are {', '.join(sorted(_FIELDS))}")
+    for key in ("source", "header", "answer_cue"):
+        if key not in spec:
+            raise ConfigError(f"{where}: missing key '{key}'")
+    return PromptTemplate(**spec)

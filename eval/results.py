@@ -133,8 +133,9 @@ def summary_markdown(results: dict) -> str:
                          f"{p['bits_per_character']:.4f} |")
     skipped = results.get("skipped_rows", {})
     if any(skipped.values()):
-        lines += ["", "Rows skipped as malformed:", ""]
-        lines += [f"- {r['file']}:{r['line']}: {r['reason']}" for rows in skipped.values() for r in rows]
+        lines += ["", "Rows skipped as malformed, per file:", ""]
+        lines += [f"- {path}: {f['rows']} row(s), first at line {f['first_line']}: {f['first_reason']}"
+                  for files in skipped.values() for path, f in files.items()]
     if results.get("ceval_submission"):
         lines += ["", f"C-Eval test predictions: {results['ceval_submission']} (official submission format)."]
     return "\n".join(lines) + "\n"

@@ -40,6 +40,7 @@ def run_eval_stage(cfg: Any, force: bool = False) -> dict:
     When the run also fine-tunes (`sft` in run.stages), its chat model in <run.dir>/sft/export is
     scored as well, into eval/sft-export/.
     """
+    load_suites(cfg.eval)  # a bad suite file is reported before a checkpoint is looked for
     if cfg.eval.checkpoint:
         return evaluate_checkpoint(cfg, checkpoints.resolve(cfg.eval.checkpoint), force=force)
     summary = evaluate_checkpoint(cfg, checkpoints.default_checkpoint(run_dir_of(cfg)), force=force)
@@ -160,11 +161,14 @@ def _write_outputs(cfg: Any, ckpt: Checkpoint, out_dir: Path, manifest: StageMan
         results.write_json(out_dir / "ceval_submission.json", submission)
     res = {
         "checkpoint": {"path": str(ckpt.source), "step": ckpt.step, "label": ckpt.label},
-        "settings": {"num_fewshot": cfg.eval.num_fewshot, "mode": mode,
+        "settings": {"num_fewshot": cfg.eval.num_fewshot, "mode": mode, "template": cfg.eval.template,
                      "precision": cfg.hardware.precision.value},
+        "suites": {ls.suite.name: {"file": str(ls.suite.file), "template": ls.suite.template.source,
+                                   "language": ls.suite.language, "script": ls.suite.script,
+                                   "derived_from": getattr(ls.suite, "derived_from", None)} for ls in loaded},
         "scores": results.aggregate(records, suites),
         "perplexity": perplexity_by_language(owners, per_text) if owners else {},
-        "skipped_rows": {ls.suite.name: ls.report.skipped for ls in loaded},
+        "skipped_rows": {ls.suite.name: ls.report.by_file() for ls in loaded},
         "ceval_submission": str(out_dir / "ceval_submission.json") if submission else None,
         "lineage": checkpoints.lineage(ckpt),
         "config": to_container(cfg),
@@ -179,7 +183,8 @@ def _write_outputs(cfg: Any, ckpt: Checkpoint, out_dir: Path, manifest: StageMan
     metrics = results.flat_metrics(res)
     _track(cfg, tracking_dir or run_dir_of(cfg), out_dir, ckpt, metrics, res)
     outputs = [out_dir / n for n in ("results.json", "samples.jsonl", "summary.md", "ceval_submission.json")]
-    counts = {"questions": len(records), "skipped_rows": sum(len(s) for s in res["skipped_rows"].values())}
+    counts = {"questions": len(records),
+              "skipped_rows": sum(f["rows"] for s in res["skipped_rows"].values() for f in s.values())}
     manifest.write(outputs=[p for p in outputs if p.exists()], counts=counts, checkpoint=str(ckpt.source),
                    step=ckpt.step, metrics=metrics)
     log.info("eval of %s: %d questions in %.1f s; %s", ckpt.source, len(records), timing["seconds"], out_dir)
@@ -221,6 +226,7 @@ def watch(cfg: Any, run_dir: Path, force: bool = False) -> list[dict]:
     The run has ended when its stage manifest is written and no training process marks it as running
     (an export or manifest left by an earlier run does not count while a new one trains).
     """
+    load_suites(cfg.eval)  # every suite file checked before the first checkpoint is waited for
     state = _state(cfg)
     seen: set[str] = set()
     done, last_new = [], time.time()

@@ -39,8 +39,9 @@ def load_suites(ecfg: Any) -> list[LoadedSuite]:
     """Questions of every configured suite (subject filter and per-subject limit applied)."""
     loaded, matched = [], set()
     for name in list(ecfg.suites) or list(SUITES):
-        suite = open_suite(name, ecfg.benchmarks_dir)
-        split = ecfg.splits.get(name, suite.default_split)
+        suite = open_suite(name, ecfg.benchmarks_dir, ecfg.template, list(ecfg.suite_dirs))
+        split = ecfg.splits.get(suite.name, suite.default_split)
+        suite.check(split, ecfg.num_fewshot > 0)
         report = LoadReport()
         questions = []
         for subject in suite.subjects():

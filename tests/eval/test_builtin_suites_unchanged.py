@@ -90,8 +90,9 @@ if __name__ == "__main__" and os.environ.get("TRIGLOT_WRITE_SNAPSHOT"):
     import sys
     import tempfile
 
-    from tests.eval.conftest import _eval_config
     from triglot.eval.tiny_model import save_tiny_model
+
+    from tests.eval.conftest import _eval_config
 
     bench = Path(sys.argv[1])
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from triglot.eval import checkpoints
 from triglot.eval.results import letter_spread
 from triglot.eval.runner import evaluate_checkpoint

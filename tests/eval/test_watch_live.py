@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from triglot.eval.runner import watch
 
 from triglot.config import load_config
-from triglot.eval.runner import watch
 from triglot.testing import start_torchrun, write_synthetic_pack
 
 pytestmark = pytest.mark.distributed

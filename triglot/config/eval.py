@@ -28,8 +28,14 @@ class HeldoutText:
 
 @dataclass
 class EvalSection:
-    # Suite names from eval.suites.SUITES; empty means every registered suite.
+    # Suite names (configs/eval/<name>.yaml, or a folder of eval.suite_dirs) or paths to suite YAML
+    # files; empty means every suite file marked `default: true` (C-Eval, CMMLU, MMLU, HKCanto-Eval).
     suites: list[str] = field(default_factory=list)
+    # Further folders searched for <name>.yaml before configs/eval.
+    suite_dirs: list[str] = field(default_factory=list)
+    # Prompt template of every suite: "official" (the suite's own evaluation code) or "lm-eval"
+    # (lm-evaluation-harness's stock task, where the suite file has one).
+    template: str = "official"
     # Root holding the suites in their official layouts.
     benchmarks_dir: str = "../shared/data/benchmarks"
     # Split scored per suite where it differs from the suite's default (C-Eval: val, others: test).
