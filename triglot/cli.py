@@ -74,7 +74,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    try:  # a bare data config (top-level `sources`) resolves as `data clean` reads it
+        from triglot.data_pipeline.commands import load_clean_config
+    except ModuleNotFoundError:
+        cfg = config_from_args(args)
+    else:
+        cfg = load_clean_config(args)
     print(to_yaml(cfg), end="")
     print(f"# config hash: {config_hash(cfg)}")
     return 0

@@ -104,3 +104,12 @@ def test_finished_units_are_not_redone(tmp_path, shared_data):
     result = run_clean_stage(cfg)  # all units done: only the merge runs
     assert {p: p.stat().st_mtime_ns for p in units} == stamps
     assert result["counts"]["docs_in"] == 200
+
+
+def test_config_show_accepts_a_bare_data_config(repo_root):
+    result = _triglot("config", "show", "configs/data/yue_commonvoice.yaml", cwd=repo_root)
+    assert result.returncode == 0, result.stderr
+    shown = yaml.safe_load(result.stdout)
+    assert shown["run"]["name"] == "data-yue_commonvoice"
+    assert shown["data"]["sources"][0]["kind"] == "sentences"
+    assert "# config hash:" in result.stdout
