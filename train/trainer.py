@@ -425,7 +425,7 @@ def fit_and_export(trainer: Trainer, root: Path, manifest: StageManifest, **extr
     trainer.export(export)
     dist.barrier()
     if trainer.rank == 0:
-        final = ckpt.latest_checkpoint(root)
-        marker = [final[1] / ckpt.COMPLETE] if final else []
+        saved = ckpt.complete_checkpoints(root)  # just committed: sizes suffice, no second read of every file
+        marker = [saved[-1][1] / ckpt.COMPLETE] if saved else []
         manifest.write(outputs=[export, *marker], counts=summary, export=str(export), **extra)
     return summary

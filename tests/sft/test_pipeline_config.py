@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from triglot.config import compose
 from triglot.train.sft.stage import pipeline_sft_config
+
+from triglot.config import compose
 
 
 def test_fine_tuning_joins_the_pretraining_runs_group(tmp_path: Path) -> None:
