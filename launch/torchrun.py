@@ -9,14 +9,13 @@ ChildFailedError traceback. When its caller set TRIGLOT_ERROR_FILE, the caller p
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from triglot.cli import ERROR_FILE_VAR, EXIT_USAGE, RanksUserError
+from triglot.cli import ERROR_FILE_VAR, EXIT_USAGE, RanksUserError, StoppedBySignal
 
 
 class Var(str):
@@ -75,15 +74,26 @@ def read_user_error(path: Path) -> str:
         return ""
 
 
-def run_ranks(cmd: Sequence[str], env: dict[str, str] | None = None) -> int:
-    """Run a torchrun command line; a user error from a rank is raised here (RanksUserError, exit 2)."""
+def run_ranks(cmd: Sequence[str], env: dict[str, str] | None = None, run_dir: Path | None = None) -> int:
+    """Run a torchrun command line; returns its exit code.
+
+    A user error from a rank is raised here (RanksUserError, exit 2). A stop signal to this process is passed
+    on to torchrun (see launch.signals); then StoppedBySignal is raised with the line that ends the output,
+    naming the checkpoint the ranks saved below `run_dir`.
+    """
+    from triglot.launch.signals import SignalRelay, start_ranks
+
     with tempfile.TemporaryDirectory(prefix="triglot-ranks-") as folder:
         error_file = Path(folder) / "user-error"
-        result = subprocess.run(list(cmd), env={**(env or os.environ), ERROR_FILE_VAR: str(error_file)})
+        proc = start_ranks(list(cmd), {**(env or os.environ), ERROR_FILE_VAR: str(error_file)})
+        with SignalRelay(proc) as relay:
+            code = relay.wait()
         message = read_user_error(error_file)
-    if result.returncode != 0 and message:
+    if code != 0 and message:
         raise RanksUserError(message)
-    return result.returncode
+    if relay.received:
+        raise StoppedBySignal(*relay.stop_message(run_dir, code))
+    return code
 
 
 def _torchrun(argv: Sequence[str]) -> None:
@@ -95,6 +105,7 @@ def _torchrun(argv: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """torchrun with user errors reported as one line and exit 2 (see the module docstring)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -111,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not given:
                 print(message, file=sys.stderr)
             return EXIT_USAGE
+        except SignalException as err:
+            # The ranks had their stop signal and have ended; the launcher that sent it says what happened,
+            # so no traceback here.
+            return 128 + int(err.sigval)
     return 0
 
 

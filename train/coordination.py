@@ -1,7 +1,8 @@
 """What ranks agree on: a preflight check that names silent ranks, and stop requests from signals.
 
-SIGTERM and SIGUSR1 (Slurm's --signal, preemption) only set a flag; the training loop all-reduces it
-every step so all ranks stop at the same step, save a checkpoint and exit with EXIT_PREEMPTED.
+SIGTERM, SIGUSR1 (Slurm's --signal, preemption) and a first SIGINT (Ctrl-C) only set a flag; the training
+loop all-reduces it every step so all ranks stop at the same step, save a checkpoint and exit with
+EXIT_PREEMPTED. A second SIGINT aborts at once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,13 +54,19 @@ def preflight(timeout_s: float) -> None:
 
 
 class StopRequest:
-    """Installs SIGTERM/SIGUSR1 handlers that record the request; `requested` is this rank's view."""
+    """Installs SIGTERM/SIGUSR1/SIGINT handlers that record the request; `requested` is this rank's view.
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    A second SIGINT raises KeyboardInterrupt (abort). One Ctrl-C typed at plain torchrun reaches a rank twice
+    (from the terminal and from torchrun), so a SIGINT within ABORT_AFTER_S of the first one does not count.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+    ABORT_AFTER_S = 1.0
 
     def __init__(self) -> None:
         self.requested = False
         self.signal_name = ""
+        self._first_sigint = 0.0
         self._previous: dict[int, Any] = {}
 
     def install(self) -> StopRequest:
@@ -67,6 +75,15 @@ class StopRequest:
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT:
+            now = time.monotonic()
+            if self._first_sigint and now - self._first_sigint > self.ABORT_AFTER_S:
+                raise KeyboardInterrupt
+            if self._first_sigint:
+                return
+            self._first_sigint = now
+        if self.requested:
+            return
         self.requested = True
         self.signal_name = signal.Signals(signum).name
         log.warning("received %s: will save a checkpoint and stop after this step", self.signal_name)

@@ -30,6 +30,14 @@ class RanksUserError(TriglotError):
     """A user error that a rank reported; its message is that rank's line, printed as it is."""
 
 
+class StoppedBySignal(Exception):
+    """The ranks stopped on a signal (checkpointed or aborted); the message ends the output, `code` is the exit."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
 def user_error_line(err: TriglotError) -> str:
     """The one line a user error prints: `triglot: [config error: ]MESSAGE`."""
     if isinstance(err, RanksUserError):
@@ -165,7 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TriglotError as err:
         report_user_error(user_error_line(err))
         return EXIT_USAGE
+    except StoppedBySignal as stop:
+        print(stop, file=sys.stderr)
+        return stop.code
     except KeyboardInterrupt:
+        print("triglot: interrupted", file=sys.stderr)
         return 130
 
 

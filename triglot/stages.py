@@ -51,9 +51,10 @@ def run_distributed(cfg: Any, spec: StageSpec, config_path: Path, force: bool) -
     from triglot.launch.torchrun import run_ranks, torchrun_argv, triglot_target
 
     args = [*spec.command, str(config_path), *(["--force"] if force else [])]
-    cmd = torchrun_argv(int(cfg.run.nproc_per_node), triglot_target(args))
+    cmd = torchrun_argv(int(cfg.run.nproc_per_node), triglot_target(args), forward_signals=True,
+                        stop_timeout_s=int(cfg.launch.stop_timeout_s))
     env = {**os.environ, **{k: str(v) for k, v in cfg.hardware.env.items()}}
-    code = run_ranks(cmd, env)
+    code = run_ranks(cmd, env, run_dir=Path(cfg.run.dir))
     if code != 0:
         raise SystemExit(f"stage {spec.name} failed with exit code {code}")
 
