@@ -194,8 +194,9 @@ class Trainer:
 
     def _check_step(self, step: int, loss_nonfinite: bool, scale_before: float, applied: bool) -> float:
         """The step's gradient norm; raises NonFiniteLoss when the run should stop."""
-        norm = self.engine.get_global_grad_norm() if applied else None
-        norm = float("nan") if norm is None else float(norm)
+        raw = self.engine.get_global_grad_norm() if applied else None
+        # ZeRO-0 without clipping computes no norm (None): unknown, not a failure; logged as NaN.
+        norm = float("nan") if raw is None else float(raw)
         if self.overflow_guard.active:  # fp16: a non-finite loss or gradient is an overflow DeepSpeed skipped
             if applied:
                 self.overflow_guard.check(step, loss_nonfinite, scale_before)
@@ -204,7 +205,7 @@ class Trainer:
             raise NonFiniteLoss(step, float("nan"))
         if self.cfg.train.on_nonfinite.value == "skip":
             return norm
-        if not math.isfinite(norm) and applied:
+        if raw is not None and not math.isfinite(norm) and applied:
             raise NonFiniteLoss(step, norm, what="gradient norm")
         return norm
 
