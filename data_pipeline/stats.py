@@ -58,6 +58,10 @@ class CleanStats:
             if hinted:
                 self.hinted[source] += 1
 
+    def wants_example(self, reason: str) -> bool:
+        """Whether a removal under `reason` would still be kept as an example (evidence costs a lookup)."""
+        return len(self.examples[reason]) < self.examples_per_reason
+
     def label_example(self, language: str, doc_id: str, text: str, evidence: str) -> None:
         if len(self.label_examples[language]) < self.examples_per_reason:
             self.label_examples[language].append({"id": doc_id, "text": text[:200], "evidence": evidence})

@@ -139,12 +139,15 @@ def clean_document(text: str, doc_id: str, spec, cfg, stats: CleanStats) -> dict
     if len(stats.label_examples[lang.language]) < stats.examples_per_reason:
         stats.label_example(lang.language, doc_id, text, evidence(text, lang))
     if lang.language not in cfg.keep_languages:
-        stats.remove(f"language_{lang.language}", source, lang.language, doc_id, text, evidence(text, lang))
+        reason = f"language_{lang.language}"
+        stats.remove(reason, source, lang.language, doc_id, text,
+                     evidence(text, lang) if stats.wants_example(reason) else "")
         return None
     thresholds = source_thresholds(spec, cfg, lang.language)
     reason = quality_reason(text, lang.language, thresholds, cfg.disabled_filters) if thresholds else None
     if reason:
-        stats.remove(reason, source, lang.language, doc_id, text, evidence(text, lang))
+        stats.remove(reason, source, lang.language, doc_id, text,
+                     evidence(text, lang) if stats.wants_example(reason) else "")
         return None
     if cfg.pii.enabled:
         text, found = scrub_pii(text, cfg.pii.types)
