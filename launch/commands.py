@@ -36,8 +36,8 @@ def _launch_slurm(args: argparse.Namespace) -> int:
                            then_eval=args.then_eval)
     for record in records:
         if args.dry_run:
-            print(Path(record["script"]).read_text(encoding="utf-8"))
-            print(f"# dry run: script written to {record['script']}; not submitted")
+            print(record["text"])
+            print(f"# dry run: nothing written or submitted (the script would be {record['script']})")
         else:
             print(record["job_id"])
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from triglot.launch.clusters import load_cluster
+from triglot.launch.frozen import freeze_config, frozen_config_path
 from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step, Var, job_name, render
 
 from triglot.config import save_config
@@ -105,27 +106,40 @@ def record_job(run_dir: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def script_path(spec: JobSpec) -> Path:
+    return spec.run_dir / JOBS_DIR / f"{job_name(spec.name)}-{time.strftime('%Y%m%d-%H%M%S')}.sbatch"
+
+
+def write_script(spec: JobSpec, text: str) -> Path:
+    """Write a job's script into <run_dir>/jobs/ (and make logs/, which Slurm does not create)."""
+    script = script_path(spec)
+    script.parent.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "logs").mkdir(exist_ok=True)
+    script.write_text(text, encoding="utf-8")
+    return script
+
+
 def submit_chain(jobs: list[JobSpec], cfg: Any, cluster: Any, dry_run: bool = False,
                  after: str = "") -> list[dict]:
-    """Render every job's script into <run_dir>/jobs/, then submit them in order with `afterok` dependencies."""
+    """Render every job's script, write it into <run_dir>/jobs/ and submit them in order with `afterok`.
+
+    A dry run writes nothing: each record's "text" holds the script and "script" the path it would have.
+    """
     records: list[dict] = []
     previous = after
     for spec in jobs:
-        script_text = render(spec, cfg, cluster)
-        folder = spec.run_dir / JOBS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        (spec.run_dir / "logs").mkdir(exist_ok=True)  # Slurm does not create the log's folder
-        script = folder / f"{job_name(spec.name)}-{time.strftime('%Y%m%d-%H%M%S')}.sbatch"
-        script.write_text(script_text, encoding="utf-8")
+        text = render(spec, cfg, cluster)
         dependency = f"afterok:{previous}" if previous else ""
         record = {"name": spec.name, "steps": [s.name for s in spec.steps], "array": spec.array,
-                  "dependency": dependency, "script": str(script.resolve()), "submitted": time.time()}
+                  "dependency": dependency, "submitted": time.time(), "text": text}
         if dry_run:
-            record["job_id"] = ""
+            record.update(job_id="", script=str(script_path(spec).resolve()))
             previous = f"<job id of {spec.name}>"
         else:
-            record["job_id"] = previous = sbatch(script, dependency)
-            record_job(spec.run_dir, record)
+            script = write_script(spec, text)
+            record.update(script=str(script.resolve()), job_id=sbatch(script, dependency))
+            previous = record["job_id"]
+            record_job(spec.run_dir, {k: v for k, v in record.items() if k != "text"})
             log.info("submitted %s as job %s%s", spec.name, record["job_id"],
                      f" ({dependency})" if dependency else "")
         records.append(record)
@@ -134,9 +148,15 @@ def submit_chain(jobs: list[JobSpec], cfg: Any, cluster: Any, dry_run: bool = Fa
 
 def launch_stage(cfg: Any, stage: str, invocation: str, nodes: int, gpus_per_node: int, dry_run: bool = False,
                  force: bool = False, then_eval: bool = False) -> list[dict]:
-    """Save the resolved config in the run folder and submit the stage's jobs (plus eval after train)."""
+    """Freeze the resolved config and submit the stage's jobs (plus eval after train); a dry run writes nothing.
+
+    Every job reads `<run.dir>/configs/<hash>.yaml`, which no later command rewrites; `<run.dir>/config.yaml`
+    is a copy of the latest submitted config for people to read.
+    """
     cluster = load_cluster(str(cfg.launch.cluster))
-    config_path = save_config(cfg, Path(cfg.run.dir) / "config.yaml").resolve()
+    config_path = frozen_config_path(cfg) if dry_run else freeze_config(cfg)
+    if not dry_run:
+        save_config(cfg, Path(cfg.run.dir) / "config.yaml")
     jobs = stage_jobs(stage, cfg, config_path, invocation, nodes, gpus_per_node, force)
     if then_eval:
         jobs += stage_jobs("eval", cfg, config_path, invocation, nodes, gpus_per_node, force)

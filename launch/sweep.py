@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from triglot.launch.clusters import load_cluster
 from triglot.launch.results import collect_results
 from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step
-from triglot.launch.slurm import JOBS_DIR, record_job, sbatch, submit_chain
+from triglot.launch.slurm import JOBS_DIR, record_job, sbatch, submit_chain, write_script
 from triglot.launch.sweep_files import DONE_MARKER
 
 from triglot.config import config_hash, load_config, save_config
@@ -182,10 +182,11 @@ def submit_sweep(spec: Any, root: Path, runs: list[dict], sweep_file: Path, dry_
     [results_record] = submit_chain([results], first, cluster, dry_run=True)
     if not dry_run:
         dependency = f"afterany:{array_record['job_id']}"
-        results_record.update(job_id=sbatch(Path(results_record["script"]), dependency), dependency=dependency)
+        script = write_script(results, results_record.pop("text"))
+        results_record.update(script=str(script.resolve()), job_id=sbatch(script, dependency), dependency=dependency)
         record_job(root, results_record)
     return {"submitted": not dry_run, "array_job": array_record["job_id"], "results_job": results_record["job_id"],
-            "tasks": [r["index"] for r in todo], "script": array_record["script"]}
+            "tasks": [r["index"] for r in todo], "script": array_record["script"], "script_text": array_record["text"]}
 
 
 def mark_done(config: Path) -> None:

@@ -64,7 +64,7 @@ def test_written_configs_group_tags_and_skip(tmp_path: Path, helpers) -> None:
     (Path(runs[1]["run_dir"]) / DONE_MARKER).write_text(runs[1]["hash"] + "\n")
     summary = run_sweep(path, dry_run=True)
     assert summary["tasks"] == [0, 2, 3] and summary["finished_before"] == 1
-    script = Path(summary["script"]).read_text()
+    script = summary["script_text"]
     assert "#SBATCH --array=0,2,3" in script and '$((SLURM_ARRAY_TASK_ID + 1))p' in script
     manifest = json.loads((root / "sweep.json").read_text())
     assert manifest["varied"] == ["model.hidden_size", "train.lr"] and manifest["group"] == "s"
