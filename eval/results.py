@@ -26,7 +26,7 @@ def make_record(req: Request, lls: Sequence[float], ntokens: Sequence[int], mode
     pred = req.letters[best]
     return {
         "suite": q.suite, "subject": q.subject, "split": q.split, "id": q.qid, "source": q.source,
-        "prompt": req.prompt, "letters": list(req.letters), "choices": list(q.choices),
+        "prompt": req.prompt, "shots": req.kept, "letters": list(req.letters), "choices": list(q.choices),
         "continuations": list(req.continuations), "loglikelihoods": [float(x) for x in lls],
         "num_tokens": list(ntokens), "scores": scores, "prediction": pred, "gold": q.answer,
         "correct": None if q.answer is None else pred == q.answer,

@@ -19,7 +19,7 @@ from triglot.eval.checkpoints import Checkpoint
 from triglot.eval.perplexity import heldout_rows, perplexity_by_language
 from triglot.eval.report import write_run_summary
 from triglot.eval.scoring import encode_pairs, question_rows, score_rows, shard_rows
-from triglot.eval.tasks import build_requests, load_suites
+from triglot.eval.tasks import build_requests, fit_shots, load_suites
 from triglot.train.run_state import training_finished
 
 from triglot.config import to_container
@@ -108,6 +108,8 @@ def evaluate_checkpoint(cfg: Any, ckpt: Checkpoint, force: bool = False, trackin
     max_length = int(cfg.eval.max_length or getattr(model.config, "max_position_embeddings", 2048))
     batch_size = int(cfg.eval.batch_size or cfg.hardware.micro_batch_size * 4)
     requests = [r for ls in loaded for r in build_requests(ls, cfg.eval.num_fewshot, cfg.eval.mode.value)]
+    if cfg.eval.long_prompts.value == "drop_shots":
+        requests = fit_shots(requests, tokenizer, max_length)
     pairs = encode_pairs(tokenizer, [r.prompt for r in requests], [r.continuations for r in requests])
     rows = [row for i, (ctx, conts) in enumerate(pairs) for row in question_rows(i, ctx, conts, max_length)]
     ppl_rows, owners = heldout_rows(tokenizer, list(cfg.eval.heldout), max_length, first_owner=len(requests))

@@ -6,9 +6,10 @@ Letter mode compares the answer letters; text mode compares each choice's full t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from triglot.eval.prompts import PromptTemplate
 from triglot.eval.suites import SUITES, LoadReport, Question, Suite, open_suite
 
 from triglot.errors import ConfigError
@@ -20,6 +21,15 @@ class Request:
     prompt: str
     continuations: tuple[str, ...]
     letters: tuple[str, ...]
+    shots: tuple[Question, ...] = ()  # the examples offered; the prompt holds the first `kept` of them
+    kept: int = 0
+    template: PromptTemplate | None = None
+    subject_name: str = ""
+
+    def with_shots(self, k: int) -> Request:
+        """The same question with only the first k examples (the official codes' way to fit a long prompt)."""
+        prompt = self.template.prompt(self.subject_name, self.shots[:k], self.question, self.letters)
+        return replace(self, prompt=prompt, kept=k)
 
 
 @dataclass
@@ -68,8 +78,27 @@ def build_requests(loaded: LoadedSuite, num_fewshot: int, mode: str) -> list[Req
             dev = suite.load(q.subject, suite.fewshot_split, LoadReport()) if num_fewshot > 0 else []
             shots[q.subject] = dev[:num_fewshot]
         letters = suite.letters[: len(q.choices)]
-        prompt = suite.template.prompt(suite.subject_name(q.subject), shots[q.subject], q, letters)
+        name = suite.subject_name(q.subject)
+        prompt = suite.template.prompt(name, shots[q.subject], q, letters)
         options = letters if mode == "letter" else q.choices
         conts = tuple(suite.template.continuation(o) for o in options)
-        requests.append(Request(q, prompt, conts, letters))
+        requests.append(Request(q, prompt, conts, letters, tuple(shots[q.subject]), len(shots[q.subject]),
+                                suite.template, name))
     return requests
+
+
+def fit_shots(requests: list[Request], tokenizer: Any, max_length: int) -> list[Request]:
+    """Drop whole examples, last first, until prompt and longest continuation fit in max_length tokens.
+
+    As hendrycks/test evaluate.py and CMMLU's mp_utils do (k -= 1 while the prompt is too long); a
+    prompt too long with no example left loses tokens from the left when scored.
+    """
+    out = []
+    for req in requests:
+        longest = max(len(tokenizer(c, add_special_tokens=False).input_ids) for c in req.continuations)
+        k = req.kept
+        while k > 0 and len(tokenizer(req.prompt).input_ids) + longest > max_length:
+            k -= 1
+            req = req.with_shots(k)
+        out.append(req)
+    return out

@@ -57,7 +57,8 @@ def snapshot(benchmarks: Path) -> dict:
 
 
 def _scores(tmp_path: Path, benchmarks: Path, tiny_hf: Path, eval_config) -> list[dict]:
-    cfg = eval_config(tmp_path, benchmarks, checkpoint=str(tiny_hf), num_fewshot=1)
+    # Left truncation, as the code the snapshot was taken with did (drop_shots changes long prompts).
+    cfg = eval_config(tmp_path, benchmarks, checkpoint=str(tiny_hf), num_fewshot=1, long_prompts="truncate_left")
     out_dir = Path(run_eval_stage(cfg)["out_dir"])
     with open(out_dir / "samples.jsonl", encoding="utf-8") as fh:
         samples = [json.loads(line) for line in fh]

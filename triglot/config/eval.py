@@ -14,6 +14,13 @@ class ScoreMode(str, Enum):
     text = "text"
 
 
+class LongPrompts(str, Enum):
+    # Remove whole examples, last first, until the prompt fits (the suites' official code).
+    drop_shots = "drop_shots"
+    # Cut tokens from the left.
+    truncate_left = "truncate_left"
+
+
 @dataclass
 class HeldoutText:
     # Language tag the perplexity and bits per character are reported under (en, zh-Hans, yue, ...).
@@ -50,8 +57,12 @@ class EvalSection:
     mode: ScoreMode = ScoreMode.letter
     # Sequences per forward pass (0: the hardware profile's micro_batch_size times 4).
     batch_size: int = 0
-    # Longest input in tokens; longer prompts lose tokens from the left (0: the model's limit).
+    # Longest input in tokens (0: the model's limit).
     max_length: int = 0
+    # A few-shot prompt longer than max_length: "drop_shots" removes whole examples, last first, as the
+    # suites' official code does (each question records how many it kept); "truncate_left" cuts tokens
+    # from the left. A prompt still too long with no example left is cut from the left.
+    long_prompts: LongPrompts = LongPrompts.drop_shots
     # Held-out text for perplexity and bits per character, per language.
     heldout: list[HeldoutText] = field(default_factory=list)
     # Checkpoint or Hugging Face folder to score; empty: the run's newest complete checkpoint,
