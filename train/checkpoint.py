@@ -138,6 +138,54 @@ def read_meta(folder: Path) -> dict:
         return {}
 
 
+# Config keys that decide the parameters' names and shapes, named when a resume is refused for them.
+SHAPE_KEYS = ("model.arch", "model.pretrained", "model.hidden_size", "model.intermediate_size", "model.num_layers",
+              "model.num_heads", "model.num_kv_heads", "model.tie_embeddings", "sft.lora.enabled", "sft.lora.rank",
+              "sft.lora.target_modules", "sft.lora.modules_to_save")
+
+
+def model_signature(module: Any) -> dict:
+    """Vocabulary rows and a digest of every parameter's name and shape (ZeRO-3: the full, unsharded shape)."""
+    digest = xxhash.xxh3_64()
+    for name, param in module.named_parameters():
+        digest.update(f"{name}:{tuple(getattr(param, 'ds_shape', param.shape))};".encode())
+    embed = module.get_input_embeddings().weight
+    return {"vocab_size": int(getattr(embed, "ds_shape", embed.shape)[0]), "parameters": digest.hexdigest()}
+
+
+def _config_value(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = node.get(part) if hasattr(node, "get") else None
+        if node is None:
+            return None
+    return list(node) if isinstance(node, (list, tuple)) or type(node).__name__ == "ListConfig" else node
+
+
+def model_differences(folder: Path, cfg: Any, signature: dict) -> list[str]:
+    """What makes checkpoint `folder` unloadable into the model `cfg` builds ("key saved -> now"); [] if none.
+
+    The parameter digest in meta.json decides when it is there; older checkpoints are judged by the shape
+    keys of their config.yaml. Keys are named only when the parameters really differ.
+    """
+    import yaml
+
+    meta = read_meta(folder)
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError):
+        saved = {}
+    named = [f"{key} {_config_value(saved, key)} -> {_config_value(cfg, key)}" for key in SHAPE_KEYS
+             if _config_value(saved, key) != _config_value(cfg, key)]
+    if "vocab_size" in meta and meta["vocab_size"] != signature["vocab_size"]:
+        named.append(f"vocabulary {meta['vocab_size']} -> {signature['vocab_size']} tokens")
+    if "parameters" not in meta:
+        return named
+    if meta["parameters"] == signature["parameters"]:
+        return []
+    return named or ["the parameters' names or shapes"]
+
+
 def checkpoint_bytes(folder: Path) -> int:
     """Bytes of a committed checkpoint, from its marker."""
     try:

@@ -233,6 +233,7 @@ class Trainer:
         step, folder = choice[0]
         meta = ckpt.read_meta(folder)
         self._check_global_batch(folder, meta.get("global_batch_size"))
+        self._check_model(folder)
         same_layout = client_world(folder) == self.world and client_zero_stage(folder) in (-1, self.zero_stage)
         if not same_layout:
             ckpt.to_universal(folder, self.rank, self.engine)
@@ -256,6 +257,14 @@ class Trainer:
                               f"written with {saved}: resuming would repeat or skip samples; keep "
                               f"train.global_batch_size={saved}, or start afresh with a new run.dir or "
                               "train.checkpoint.resume=false")
+
+    def _check_model(self, folder: Path) -> None:
+        """Before DeepSpeed reads a shard: another model shape or vocabulary cannot load these weights."""
+        differences = ckpt.model_differences(folder, self.cfg, ckpt.model_signature(self.engine.module))
+        if differences:
+            raise ConfigError(f"checkpoint {folder} was written for another model ({'; '.join(differences)}) and "
+                              f"cannot be resumed: start afresh with a new run.dir, or with "
+                              "train.checkpoint.resume=false to start from step 0 in this one")
 
     def fit(self) -> dict:
         from triglot.tracking import start_tracker
@@ -325,7 +334,7 @@ class Trainer:
                   # Lets DeepSpeed convert the checkpoint to its universal form for another world size.
                   "universal_checkpoint_info": {"universal_checkpoint_version": 0.2}}
         meta = {"step": step, "world_size": self.world, "zero_stage": self.zero_stage,
-                "global_batch_size": self.layout.global_batch}
+                "global_batch_size": self.layout.global_batch, **ckpt.model_signature(self.engine.module)}
         extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage(), ckpt.META: meta}
         needed = self._check_space(step)
         folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier,

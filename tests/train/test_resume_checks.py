@@ -29,7 +29,9 @@ def test_zero3_resume_skips_a_damaged_final_checkpoint(tmp_path: Path, packed_di
     run_torchrun(2, ["train", str(exp)], timeout=400)
     ckpts = run / "checkpoints"
     meta = json.loads((ckpts / "step-00000004" / "meta.json").read_text())
-    assert meta == {"step": 4, "world_size": 2, "zero_stage": 3, "global_batch_size": 8}
+    assert {k: meta[k] for k in ("step", "world_size", "zero_stage", "global_batch_size", "vocab_size")} == {
+        "step": 4, "world_size": 2, "zero_stage": 3, "global_batch_size": 8, "vocab_size": 128}
+    assert len(meta["parameters"]) == 16  # the digest of every (unsharded) parameter's name and shape
     shard = sorted((ckpts / "step-00000004" / "state").glob("*optim_states.pt"))[-1]
     _flip_one_byte(shard)  # same size: invisible to a size check
     # The same config again: the finished stage is no longer current, and resume skips the damaged step 4.
