@@ -126,6 +126,7 @@ def summary_markdown(results: dict) -> str:
             lines.append(f"| {name} | {s['split']} | {label} | {g['subjects']} | {few(g['questions'])} | "
                          f"{pct(g['accuracy_question_weighted'])} | {pct(g['accuracy_subject_mean'])} | {chance} |")
     lines += few_note(results["scores"]) + ["", *spread_table({"": results})]
+    lines += generation_table(results.get("generation") or {})
     if results.get("perplexity"):
         lines += ["", "| language | characters | tokens | perplexity | bits per character |", "|---|---|---|---|---|"]
         for lang, p in results["perplexity"].items():
@@ -139,6 +140,23 @@ def summary_markdown(results: dict) -> str:
     if results.get("ceval_submission"):
         lines += ["", f"C-Eval test predictions: {results['ceval_submission']} (official submission format)."]
     return "\n".join(lines) + "\n"
+
+
+def generation_table(gen: dict) -> list[str]:
+    """Generation tasks per subject (translation: per direction): exact match in %, chrF, BLEU."""
+    if not gen:
+        return []
+    lines = ["", "Generation (greedy): exact match in %, chrF and BLEU (sacrebleu, 0-100); **macro** averages the "
+             "subjects.", "", "| suite | split | subject | questions | exact match | chrF | BLEU |",
+             "|---|---|---|---|---|---|---|"]
+    for name, g in gen.items():
+        for subject, t in g["subjects"].items():
+            lines.append(f"| {name} | {g['split']} | {subject} | {few(t['questions'])} | {pct(t['exact_match'])} | "
+                         f"{t['chrf']:.2f} | {t['bleu']:.2f} |")
+        m = g["macro_average"]
+        lines.append(f"| {name} | {g['split']} | macro | | {pct(m['exact_match'])} | {m['chrf']:.2f} | "
+                     f"{m['bleu']:.2f} |")
+    return lines
 
 
 # Below this many questions a score says little: two standard errors at p = 0.5 are over 10 points.
@@ -196,6 +214,10 @@ def flat_metrics(results: dict) -> dict[str, float]:
                                ("accuracy_subject_mean", "acc_subject_mean")):
                 if g[key] is not None:
                     out[f"{prefix}/{short}"] = g[key]
+    for name, g in (results.get("generation") or {}).items():
+        for subject, t in [*g["subjects"].items(), ("macro", g["macro_average"])]:
+            for key in ("exact_match", "chrf", "bleu"):
+                out[f"eval/{name}/{subject}/{key}"] = t[key]
     for lang, p in (results.get("perplexity") or {}).items():
         if math.isfinite(p["perplexity"]):
             out[f"eval/ppl/{lang}"] = p["perplexity"]

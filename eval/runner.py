@@ -16,6 +16,7 @@ from typing import Any
 
 from triglot.eval import checkpoints, results
 from triglot.eval.checkpoints import Checkpoint
+from triglot.eval.generation import build_gen_requests, gen_record, gen_scores, generate
 from triglot.eval.perplexity import heldout_rows, perplexity_by_language
 from triglot.eval.report import write_run_summary
 from triglot.eval.scoring import encode_pairs, question_rows, score_rows, shard_rows
@@ -107,7 +108,9 @@ def evaluate_checkpoint(cfg: Any, ckpt: Checkpoint, force: bool = False, trackin
     model, tokenizer = load_model(cfg, ckpt, env.local_rank)
     max_length = int(cfg.eval.max_length or getattr(model.config, "max_position_embeddings", 2048))
     batch_size = int(cfg.eval.batch_size or cfg.hardware.micro_batch_size * 4)
-    requests = [r for ls in loaded for r in build_requests(ls, cfg.eval.num_fewshot, cfg.eval.mode.value)]
+    gen_loaded = [ls for ls in loaded if getattr(ls.suite, "kind", "") == "generation"]
+    mc_loaded = [ls for ls in loaded if ls not in gen_loaded]
+    requests = [r for ls in mc_loaded for r in build_requests(ls, cfg.eval.num_fewshot, cfg.eval.mode.value)]
     if cfg.eval.long_prompts.value == "drop_shots":
         requests = fit_shots(requests, tokenizer, max_length)
     pairs = encode_pairs(tokenizer, [r.prompt for r in requests], [r.continuations for r in requests])
@@ -118,17 +121,35 @@ def evaluate_checkpoint(cfg: Any, ckpt: Checkpoint, force: bool = False, trackin
     scoring_started = time.time()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scored = score_rows(model, mine, batch_size, pad_id)
+    gen_requests = [r for ls in gen_loaded for r in build_gen_requests(ls, cfg.eval.num_fewshot)]
+    generated = _generate(model, tokenizer, gen_loaded, gen_requests, env, batch_size, max_length,
+                          cfg.eval.max_new_tokens)
     if env.world_size > 1:
         from accelerate.utils import gather_object
 
         scored = gather_object(scored)
+        generated = gather_object(generated)
     timing = {"load_seconds": scoring_started - started, "scoring_seconds": time.time() - scoring_started,
               "world_size": env.world_size, "rows": len(rows), "questions": len(requests)}
     state.wait_for_everyone()
     if env.rank != 0:
         return {"out_dir": str(out_dir), "rank": env.rank}
+    texts = dict(generated)
+    gen_records = [gen_record(r, texts[i]) for i, r in enumerate(gen_requests)]
     return _write_outputs(cfg, ckpt, out_dir, manifest, loaded, requests, rows, scored, owners, timing,
-                          started, tracking_dir)
+                          started, tracking_dir, gen_records)
+
+
+def _generate(model: Any, tokenizer: Any, gen_loaded: list, gen_requests: list, env: Any, batch_size: int,
+              max_length: int, max_new_tokens: int) -> list[tuple[int, str]]:
+    """This rank's share of the generation requests (every world_size-th), suite by suite."""
+    out = []
+    for ls in gen_loaded:
+        mine = [(i, r.prompt) for i, r in enumerate(gen_requests)
+                if r.question.suite == ls.suite.name and i % env.world_size == env.rank]
+        out += generate(model, tokenizer, mine, max_new_tokens or ls.suite.max_new_tokens, ls.suite.stop, batch_size,
+                        max_length)
+    return out
 
 
 def _collect(requests: list, rows: list, scored: list) -> tuple[dict, dict]:
@@ -146,7 +167,7 @@ def _collect(requests: list, rows: list, scored: list) -> tuple[dict, dict]:
 
 def _write_outputs(cfg: Any, ckpt: Checkpoint, out_dir: Path, manifest: StageManifest, loaded: list,
                    requests: list, rows: list, scored: list, owners: dict, timing: dict, started: float,
-                   tracking_dir: Path | None) -> dict:
+                   tracking_dir: Path | None, gen_records: list | None = None) -> dict:
     mode = cfg.eval.mode.value
     per_question, per_text = _collect(requests, rows, scored)
     records = []
@@ -155,6 +176,7 @@ def _write_outputs(cfg: Any, ckpt: Checkpoint, out_dir: Path, manifest: StageMan
         records.append(results.make_record(req, [got[k][0] for k in range(len(req.continuations))],
                                            [got[k][1] for k in range(len(req.continuations))], mode))
     suites = {ls.suite.name: ls.suite for ls in loaded}
+    gen_records = gen_records or []
     timing["seconds"] = time.time() - started
     timing["questions_per_second"] = len(requests) / max(timing["scoring_seconds"], 1e-9)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,10 +187,11 @@ def _write_outputs(cfg: Any, ckpt: Checkpoint, out_dir: Path, manifest: StageMan
         "checkpoint": {"path": str(ckpt.source), "step": ckpt.step, "label": ckpt.label},
         "settings": {"num_fewshot": cfg.eval.num_fewshot, "mode": mode, "template": cfg.eval.template,
                      "precision": cfg.hardware.precision.value},
-        "suites": {ls.suite.name: {"file": str(ls.suite.file), "template": ls.suite.template.source,
+        "suites": {ls.suite.name: {"file": str(ls.suite.file), "template": _template_source(ls.suite),
                                    "language": ls.suite.language, "script": ls.suite.script,
                                    "derived_from": getattr(ls.suite, "derived_from", None)} for ls in loaded},
         "scores": results.aggregate(records, suites),
+        "generation": gen_scores(gen_records, suites) if gen_records else {},
         "perplexity": perplexity_by_language(owners, per_text) if owners else {},
         "skipped_rows": {ls.suite.name: ls.report.by_file() for ls in loaded},
         "ceval_submission": str(out_dir / "ceval_submission.json") if submission else None,
@@ -178,20 +201,25 @@ def _write_outputs(cfg: Any, ckpt: Checkpoint, out_dir: Path, manifest: StageMan
         "timing": timing,
     }
     results.write_json(out_dir / "results.json", res)
-    results.write_samples(out_dir / "samples.jsonl", records)
+    results.write_samples(out_dir / "samples.jsonl", records + gen_records)
     summary = results.summary_markdown(res)
     (out_dir / "summary.md").write_text(summary, encoding="utf-8")
     write_run_summary(out_dir.parent, tracking_dir or run_dir_of(cfg))  # every model of the run, side by side
     metrics = results.flat_metrics(res)
     _track(cfg, tracking_dir or run_dir_of(cfg), out_dir, ckpt, metrics, res)
     outputs = [out_dir / n for n in ("results.json", "samples.jsonl", "summary.md", "ceval_submission.json")]
-    counts = {"questions": len(records),
+    counts = {"questions": len(records) + len(gen_records),
               "skipped_rows": sum(f["rows"] for s in res["skipped_rows"].values() for f in s.values())}
     manifest.write(outputs=[p for p in outputs if p.exists()], counts=counts, checkpoint=str(ckpt.source),
                    step=ckpt.step, metrics=metrics)
     log.info("eval of %s: %d questions in %.1f s; %s", ckpt.source, len(records), timing["seconds"], out_dir)
     return {"out_dir": str(out_dir), "checkpoint": str(ckpt.source), "step": ckpt.step, "counts": counts,
             "metrics": metrics}
+
+
+def _template_source(suite: Any) -> str:
+    template = suite.template
+    return template.get("source", "") if isinstance(template, dict) else template.source
 
 
 def _versions() -> dict[str, str]:

@@ -36,6 +36,8 @@ def encode_pairs(tokenizer: Any, contexts: Sequence[str], continuations: Sequenc
     context's own tokens; where the context's tokens are not a prefix of it (a merge across the
     boundary), the continuation is tokenized alone.
     """
+    if not contexts:
+        return []  # only generation tasks: nothing to score by log-likelihood
     ctx_ids = tokenizer(list(contexts)).input_ids
     joint = [ctx + cont for ctx, conts in zip(contexts, continuations, strict=True) for cont in conts]
     joint_ids = iter(tokenizer(joint).input_ids if joint else [])

@@ -63,6 +63,8 @@ class EvalSection:
     # suites' official code does (each question records how many it kept); "truncate_left" cuts tokens
     # from the left. A prompt still too long with no example left is cut from the left.
     long_prompts: LongPrompts = LongPrompts.drop_shots
+    # Generation tasks: most tokens generated per answer (0: the suite file's generation.max_new_tokens).
+    max_new_tokens: int = 0
     # Held-out text for perplexity and bits per character, per language.
     heldout: list[HeldoutText] = field(default_factory=list)
     # Checkpoint or Hugging Face folder to score; empty: the run's newest complete checkpoint,
