@@ -116,7 +116,7 @@ def _hardware(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from triglot.stages import run_experiment
 
-    run_experiment(config_from_args(args), force=args.force, only=args.only)
+    run_experiment(config_from_args(args), force=args.force, only=args.only, config=args.config)
     return 0
 
 

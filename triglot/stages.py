@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,22 +60,56 @@ def run_distributed(cfg: Any, spec: StageSpec, config_path: Path, force: bool) -
         raise SystemExit(f"stage {spec.name} failed with exit code {code}")
 
 
-def run_experiment(cfg: Any, force: bool = False, only: list[str] | None = None) -> None:
-    """Run the experiment's stages in order; each one skips itself when its manifest is current."""
+def run_experiment(cfg: Any, force: bool = False, only: list[str] | None = None, config: str = "") -> list:
+    """Run the experiment's stages in order, then print the run's summary; returns each stage's outcome.
+
+    A stage whose manifest is current skips itself; a distributed one is asked here first, so that a current
+    stage costs no torchrun and DeepSpeed start.
+    """
+    from triglot.launch.frozen import freeze_config
+    from triglot.run_summary import StageOutcome, run_summary
+
     names = list(only or cfg.run.stages)
     for name in names:
         if name not in STAGES:
             raise ConfigError(f"unknown stage '{name}' in run.stages; stages are: {', '.join(STAGES)}")
-    resolved = save_config(cfg, Path(cfg.run.dir) / "config.yaml")
+    resolved = freeze_config(cfg)
+    save_config(cfg, Path(cfg.run.dir) / "config.yaml")  # the latest run's config, for people to read
+    outcomes = []
     for name in names:
-        spec = STAGES[name]
-        func = spec.load()
-        if func is None:
-            log.warning("stage %s is not part of this installation; skipping it", name)
-            continue
-        log.info("== stage %s", name)
-        if spec.distributed:
-            # Always under torchrun, one process or many: ranks get the same environment either way.
-            run_distributed(cfg, spec, resolved, force)
-        else:
-            func(cfg, force=force)
+        started = time.monotonic()
+        status = run_stage(cfg, STAGES[name], resolved, force)
+        outcomes.append(StageOutcome(name, status, time.monotonic() - started))
+    print(run_summary(cfg, outcomes, config or str(resolved)), flush=True)
+    return outcomes
+
+
+def run_stage(cfg: Any, spec: StageSpec, resolved: Path, force: bool) -> str:
+    """Run one stage; returns "ran", "current" or "not installed"."""
+    from triglot.stage_current import stage_is_current
+
+    func = spec.load()
+    if func is None:
+        log.warning("stage %s is not part of this installation; skipping it", spec.name)
+        return "not installed"
+    if spec.distributed and not force and stage_is_current(spec.name, cfg):
+        log.info("== stage %s is current; skipping (use --force to rerun)", spec.name)
+        return "current"
+    log.info("== stage %s", spec.name)
+    if spec.distributed:
+        # Always under torchrun, one process or many: ranks get the same environment either way.
+        run_distributed(cfg, spec, resolved, force)
+        return "ran"
+    summary = func(cfg, force=force)
+    return "current" if _was_skipped(summary) else "ran"
+
+
+def _was_skipped(summary: Any) -> bool:
+    """A non-distributed stage that found its manifest current returns that manifest (with its old timings)."""
+    if not isinstance(summary, dict) or "timings" not in summary:
+        return False
+    finished = summary.get("timings", {}).get("finished")
+    return isinstance(finished, (int, float)) and finished < _STARTED
+
+
+_STARTED = time.time()  # this process's start: a manifest finished before it was not written by this run

@@ -42,9 +42,26 @@ def test_quickstart_pipeline(tmp_path: Path) -> None:
     assert (run / "export" / "config.json").is_file() and (run / "sft" / "export" / "config.json").is_file()
     summaries = sorted(p.parent.name for p in (run / "eval").glob("*/summary.md"))
     assert "sft-export" in summaries and any(name.startswith("step-") for name in summaries)
+    assert_closing_summary(proc.stdout, run, "ran")
 
-    # A second run finds every stage current and rewrites no manifest.
+    # A second run finds every stage current and rewrites no manifest; the distributed stages are skipped
+    # before torchrun starts (else their ranks' loggers, triglot.train.* and triglot.eval.*, say so).
     manifests = {p: p.stat().st_mtime_ns for p in run.rglob("manifest.json")}
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in run.rglob("manifest.json")} == manifests
+    assert_closing_summary(again.stdout, run, "skipped (current)")
+    out = again.stdout + again.stderr
+    assert "triglot.train." not in out and "triglot.eval." not in out, out[-3000:]
+
+
+def assert_closing_summary(stdout: str, run: Path, status: str) -> None:
+    """The output ends with the summary: stages, losses, scores side by side, reports, the chat model, next."""
+    summary = stdout[stdout.rindex("== triglot run"):]
+    for stage in ("clean", "tokenizer", "pack", "train", "sft", "eval"):
+        assert any(line.split()[:1] == [stage] and status in line for line in summary.splitlines()), summary
+    assert "final loss" in summary and "sft-export" in summary and "chance" in summary, summary
+    for report in (run / "data/clean/report.md", run / "tokenizer/fertility.md", run / "eval/summary.md"):
+        assert f"  {report}\n" in summary, summary
+    assert f"chat model: {run / 'sft' / 'export'}" in summary, summary
+    assert f"triglot chat {run / 'sft' / 'export'}" in summary, summary
