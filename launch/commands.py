@@ -23,21 +23,32 @@ def _launch_local(args: argparse.Namespace) -> int:
 
 
 def _launch_slurm(args: argparse.Namespace) -> int:
-    from triglot.launch.slurm import launch_stage
+    from triglot.launch.clusters import check_account, load_cluster
+    from triglot.launch.slurm import job_config, launch_stage
+
+    from triglot.errors import ConfigError
 
     extra = [f"launch.{key}={value}" for key, value in
              (("nodes", args.nodes), ("gpus_per_node", args.gpus_per_node), ("partition", args.partition),
               ("time", args.time), ("cluster", args.cluster)) if value is not None]
     args.overrides = [*args.overrides, *extra]
-    cfg = config_from_args(args)
+    cfg = job_config(args.config, args.overrides)
     invocation = f"launch slurm {args.stage} {args.config} " + " ".join(args.overrides)
     records = launch_stage(cfg, args.stage, invocation.strip(), int(cfg.launch.nodes),
                            int(cfg.launch.gpus_per_node), dry_run=args.dry_run, force=args.force,
                            then_eval=args.then_eval)
+    warning = ""
+    if args.dry_run:
+        try:
+            check_account(load_cluster(str(cfg.launch.cluster)))
+        except ConfigError as err:
+            warning = f"# warning: {err} (a real submission is refused)"
     for record in records:
         if args.dry_run:
             print(record["text"])
             print(f"# dry run: nothing written or submitted (the script would be {record['script']})")
+            if warning:
+                print(warning)
         else:
             print(record["job_id"])
     return 0

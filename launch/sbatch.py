@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from triglot.launch.clusters import job_python
 from triglot.launch.comm import comm_env, library_name
 from triglot.launch.torchrun import Var, torchrun_argv, triglot_target
 
@@ -179,7 +180,7 @@ def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -
         invocation=spec.invocation, created=time.strftime("%Y-%m-%d %H:%M:%S"),
         script_name=f"{job_name(spec.name)}.sbatch",
         sbatch_lines=sbatch_lines(spec, cfg, cluster),
-        workdir=str((workdir or Path.cwd()).resolve()), python=cluster.python or sys.executable,
+        workdir=str((workdir or Path.cwd()).resolve()), python=job_python(cluster, sys.executable),
         run_dir=str(run_dir), state_dir=str(run_dir / "jobs"), config=spec.config, config_list=spec.config_list,
         nodes=spec.nodes, ranks_per_node=spec.ranks_per_node, max_requeues=int(launch.max_requeues),
         extra_vars=sorted(spec.extra_vars.items()), env=sorted(env.items()),

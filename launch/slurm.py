@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from triglot.launch.clusters import load_cluster
+from triglot.launch.clusters import check_account, hardware_from_cluster, load_cluster
 from triglot.launch.frozen import freeze_config, frozen_config_path
 from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step, Var, job_name, render
 
-from triglot.config import save_config
+from triglot.config import load_config, save_config
+from triglot.config.loader import _read_yaml
 from triglot.errors import ConfigError, InputError
 from triglot.stages import STAGES
 
@@ -26,6 +27,37 @@ log = logging.getLogger(__name__)
 JOBS_DIR = "jobs"
 JOBS_FILE = "jobs.jsonl"
 SHARD_VAR = Var("$SLURM_ARRAY_TASK_ID/$SHARDS")
+
+
+def requested_hardware(config: str, overrides: list[str]) -> str:
+    """The hardware the user asked for (an override, else the experiment's selection), before `auto` resolves."""
+    for item in reversed(overrides):
+        if item.startswith("hardware="):
+            return item.split("=", 1)[1]
+    body = _read_yaml(Path(config))
+    if isinstance(body.get("hardware"), str):
+        return body["hardware"]
+    selected = (body.get("defaults") or {}).get("hardware")
+    if selected:
+        return str(selected)
+    section = body.get("hardware")
+    return str(section.get("name", "auto")) if isinstance(section, dict) else "auto"
+
+
+def job_config(config: str, overrides: list[str]) -> Any:
+    """The run's config for jobs on a cluster's compute nodes, not for this submit host.
+
+    `hardware: auto` resolves from the cluster profile (launch.clusters.hardware_from_cluster) or is refused,
+    and an accelerator run without --gpus-per-node asks for the profile's devices per node.
+    """
+    cfg = load_config(config, overrides)
+    if requested_hardware(config, overrides) == "auto":
+        name = hardware_from_cluster(load_cluster(str(cfg.launch.cluster)), int(cfg.launch.gpus_per_node))
+        if name != cfg.hardware.name:
+            cfg = load_config(config, [*overrides, f"hardware={name}"])
+    if str(cfg.hardware.accelerator) != "cpu" and int(cfg.launch.gpus_per_node) == 0:
+        cfg.launch.gpus_per_node = int(cfg.hardware.devices_per_node)
+    return cfg
 
 
 def ranks_per_node(cfg: Any, gpus_per_node: int) -> int:
@@ -154,6 +186,8 @@ def launch_stage(cfg: Any, stage: str, invocation: str, nodes: int, gpus_per_nod
     is a copy of the latest submitted config for people to read.
     """
     cluster = load_cluster(str(cfg.launch.cluster))
+    if not dry_run:
+        check_account(cluster)
     config_path = frozen_config_path(cfg) if dry_run else freeze_config(cfg)
     if not dry_run:
         save_config(cfg, Path(cfg.run.dir) / "config.yaml")

@@ -72,7 +72,12 @@ class ClusterProfile:
     # Shell lines run after the modules (e.g. activating a virtual environment). They are commands, written
     # into the script as they are; every other value is quoted.
     setup: list[str] = field(default_factory=list)
-    # Python interpreter on the compute nodes; empty means the one running `triglot`.
+    # Hardware profile (configs/hardware/) of the compute nodes, used when a run says `hardware: auto`: the
+    # submit host is not a compute node, so detecting there would describe the wrong machine. Empty: found from
+    # the constraint, GRES name or partition (e.g. "h100"), else CPU for gpu_request none, else refused.
+    hardware: str = ""
+    # Python interpreter on the compute nodes. Empty: with a container, the image's `python3`; after a setup
+    # line that activates a virtual environment, that environment's `python`; else the one running `triglot`.
     python: str = ""
     # Network interface for rendezvous and collectives (NCCL/GLOO/... SOCKET_IFNAME); empty leaves it to them.
     socket_ifname: str = ""
