@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from triglot.eval.suites import LoadReport, Question, Suite, read_spec, suite_dirs, suite_file
+
 from triglot.errors import ConfigError
 
 OWN_KEYS = ("name", "description", "language", "script", "templates")
