@@ -1,6 +1,7 @@
 """Per-question records, scores per subject / category / suite, and the files a run leaves behind.
 
-Every aggregate carries two labelled accuracies: weighted by question count, and the mean over subjects.
+Every aggregate carries two labelled accuracies: micro (every question once, `accuracy_question_weighted`
+= `accuracy_micro`) and macro (the mean over subjects, `accuracy_subject_mean` = `accuracy_macro`).
 """
 
 from __future__ import annotations
@@ -89,9 +90,11 @@ def letter_spread(rows: list[dict]) -> dict:
 def _group(members: list[dict]) -> dict:
     graded = sum(m["graded"] for m in members)
     correct = sum(m["correct"] for m in members)
+    micro, macro = _acc(correct, graded), _mean([m["accuracy"] for m in members])
     return {"subjects": len(members), "questions": sum(m["questions"] for m in members), "graded": graded,
-            "accuracy_question_weighted": _acc(correct, graded),
-            "accuracy_subject_mean": _mean([m["accuracy"] for m in members])}
+            "accuracy_question_weighted": micro, "accuracy_subject_mean": macro,
+            # The same two numbers under the names lm-eval and the suites' papers use.
+            "accuracy_micro": micro, "accuracy_macro": macro}
 
 
 def ceval_submission(records: list[dict]) -> dict:
@@ -115,10 +118,11 @@ def summary_markdown(results: dict) -> str:
               f"{results['settings']['num_fewshot']}-shot, {results['settings']['mode']} scoring; "
               f"{results['timing']['questions']} questions in {results['timing']['seconds']:.1f} s "
               f"on {results['timing']['world_size']} rank(s).", "",
-              "Accuracy in %: **weighted** counts every question once; **subject mean** averages the subjects; "
+              "Accuracy in %: **micro** counts every question once (lm-eval's group accuracy, the suites' "
+              "\"weighted\" average); **macro** averages the subjects (the suites' papers' per-category mean); "
               "**chance** is what guessing scores.", "",
-              "| suite | split | category | subjects | questions | accuracy (weighted) | accuracy (subject mean) "
-              "| chance |",
+              "| suite | split | category | subjects | questions | accuracy micro (by question) | "
+              "accuracy macro (by subject) | chance |",
               "|---|---|---|---|---|---|---|---|"]
     for name, s in results["scores"].items():
         chance = pct(s["overall"].get("chance"))
