@@ -7,6 +7,7 @@ a seeded shuffle of fixed per-block dataset counts, and sequences are cut greedi
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +30,19 @@ class TokenizedDataset:
     masks: list[np.ndarray]  # True on assistant tokens
 
 
+PROGRESS_EVERY_S = 10.0  # a progress line at most this often while one dataset tokenizes
+
+
 def tokenize_dataset(spec: Any, tokenizer: Any, seq_len: int, default_system: str, overlong: str) -> TokenizedDataset:
     """Read, render and tokenize one sft.datasets entry; conversations left without answer tokens are dropped."""
     tokens, masks, cut, dropped = [], [], 0, 0
-    for conv in load_conversations(spec, default_system):
+    conversations = load_conversations(spec, default_system)
+    last = time.monotonic()
+    for n, conv in enumerate(conversations, 1):
         ids, mask = tokenize_conversation(tokenizer, conv)
+        if time.monotonic() - last > PROGRESS_EVERY_S:  # the chat template renders each turn: seconds per 1,000
+            log.info("sft dataset %s: %d/%d conversations tokenized", spec.name, n, len(conversations))
+            last = time.monotonic()
         if len(ids) > seq_len:
             if overlong == "drop":
                 dropped += 1
@@ -49,6 +58,21 @@ def tokenize_dataset(spec: Any, tokenizer: Any, seq_len: int, default_system: st
     if not tokens:
         raise ConfigError(f"sft.datasets '{spec.name}': no conversation has an answer within train.seq_len={seq_len}")
     return TokenizedDataset(spec.name, spec.language or spec.name, float(spec.weight), tokens, masks)
+
+
+def tokenize_datasets(cfg: Any, tokenizer: Any, seq_len: int) -> list[TokenizedDataset]:
+    """Every sft.datasets entry, one progress line each (tokenizing is where SFT spends its first minute)."""
+    specs, start = list(cfg.sft.datasets), time.monotonic()
+    log.info("sft: reading and tokenizing %d chat datasets with the %s template", len(specs), cfg.sft.template)
+    datasets = []
+    for i, spec in enumerate(specs, 1):
+        began = time.monotonic()
+        d = tokenize_dataset(spec, tokenizer, seq_len, cfg.sft.system_prompt, cfg.sft.overlong)
+        log.info("sft dataset %d/%d %s (%s): %d conversations, weight %g, %.1f s", i, len(specs), d.name,
+                 d.language, len(d.tokens), d.weight, time.monotonic() - began)
+        datasets.append(d)
+    log.info("sft: %d conversations ready in %.1f s", sum(len(d.tokens) for d in datasets), time.monotonic() - start)
+    return datasets
 
 
 class SftSampler:
@@ -132,8 +156,5 @@ def build_sft_sampler(cfg: Any, tokenizer: Any, seq_len: int | None = None) -> S
     seq_len = int(seq_len or cfg.train.seq_len)
     prepare_tokenizer(tokenizer, cfg.sft.template)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    datasets = [tokenize_dataset(spec, tokenizer, seq_len, cfg.sft.system_prompt, cfg.sft.overlong)
-                for spec in cfg.sft.datasets]
-    for d in datasets:
-        log.info("sft dataset %s (%s): %d conversations, weight %g", d.name, d.language, len(d.tokens), d.weight)
+    datasets = tokenize_datasets(cfg, tokenizer, seq_len)
     return SftSampler(datasets, seq_len, int(cfg.run.seed), int(pad_id), bool(cfg.sft.pack))
