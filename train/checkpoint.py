@@ -162,6 +162,12 @@ def _config_value(cfg: Any, key: str) -> Any:
     return list(node) if isinstance(node, (list, tuple)) or type(node).__name__ == "ListConfig" else node
 
 
+def zero_stages_convert(saved: int, now: int) -> bool:
+    """Whether DeepSpeed loads a ZeRO-`saved` checkpoint into a ZeRO-`now` engine: the same stage, or 1 and 2
+    (one optimizer-shard format); 0 and 3 each have their own."""
+    return saved == now or {saved, now} <= {1, 2}
+
+
 def model_differences(folder: Path, cfg: Any, signature: dict) -> list[str]:
     """What makes checkpoint `folder` unloadable into the model `cfg` builds ("key saved -> now"); [] if none.
 

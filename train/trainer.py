@@ -259,12 +259,15 @@ class Trainer:
                               "train.checkpoint.resume=false")
 
     def _check_model(self, folder: Path) -> None:
-        """Before DeepSpeed reads a shard: another model shape or vocabulary cannot load these weights."""
+        """Before DeepSpeed reads a shard: another model shape, vocabulary or ZeRO family cannot load it."""
         differences = ckpt.model_differences(folder, self.cfg, ckpt.model_signature(self.engine.module))
+        saved_stage = client_zero_stage(folder)
+        if saved_stage != -1 and not ckpt.zero_stages_convert(saved_stage, self.zero_stage):
+            differences.append(f"train.zero_stage {saved_stage} -> {self.zero_stage}")
         if differences:
-            raise ConfigError(f"checkpoint {folder} was written for another model ({'; '.join(differences)}) and "
-                              f"cannot be resumed: start afresh with a new run.dir, or with "
-                              "train.checkpoint.resume=false to start from step 0 in this one")
+            raise ConfigError(f"checkpoint {folder} cannot be resumed by this run ({'; '.join(differences)}): "
+                              "start afresh with a new run.dir, or set train.checkpoint.resume=false to start "
+                              "from step 0 in this one")
 
     def fit(self) -> dict:
         from triglot.tracking import start_tracker

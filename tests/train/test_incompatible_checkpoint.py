@@ -1,5 +1,6 @@
-"""A run folder whose checkpoints were written for another model is refused before DeepSpeed loads a shard:
-exit 2 and one line naming what differs and the two ways out (a new run.dir, or resume=false).
+"""A run folder whose checkpoints were written for another model (shape, vocabulary, ZeRO stage) is refused
+before DeepSpeed loads a shard: exit 2 and one line naming what differs and the two ways out (a new run.dir,
+or train.checkpoint.resume=false).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def refusal(proc: subprocess.CompletedProcess) -> str:
     """The one line of the refusal; nothing of DeepSpeed's load (its `size mismatch` wall) around it."""
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out[-4000:]
-    lines = [line for line in out.splitlines() if "was written for another model" in line]
+    lines = [line for line in out.splitlines() if "cannot be resumed by this run" in line]
     assert len(lines) == 1, out[-4000:]
     assert "size mismatch" not in out and "Traceback" not in out, out[-4000:]
     assert all(way in lines[0] for way in WAYS_OUT), lines[0]
@@ -48,6 +49,10 @@ def test_another_model_shape_or_vocabulary_is_refused_with_one_line(tmp_path: Pa
 
     line = refusal(launch_local(exp, "model.vocab_size=256", "train.steps=4"))
     assert "vocabulary 128 -> 256 tokens" in line and "hidden_size" not in line, line
+
+    # ZeRO-1 and -2 share a shard format (2 -> 1 resumes); ZeRO-0 keeps the optimizer whole.
+    line = refusal(launch_local(exp, "train.zero_stage=0", "train.steps=4"))
+    assert "train.zero_stage 2 -> 0" in line and "model." not in line, line
 
     # A checkpoint from before meta.json recorded the parameters: judged by the keys of its config.yaml.
     meta_file = run / "checkpoints" / "step-00000002" / "meta.json"
