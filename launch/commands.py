@@ -59,6 +59,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
     summary = run_sweep(Path(args.file), dry_run=args.dry_run, local=args.local, collect=args.collect,
                         overrides=args.overrides, mark_done_config=args.mark_done)
+    if args.dry_run and not args.local:
+        print(summary["table"])
+        todo = summary.get("tasks", [])
+        print(f"# dry run: nothing written or submitted; {len(todo)} of {summary['runs']} runs would be one job "
+              f"array ({summary.get('reason') or summary.get('script')})")
+        return 0
+    summary.pop("script_text", None)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from triglot.launch.clusters import load_cluster
+from triglot.launch.clusters import check_account, load_cluster
+from triglot.launch.frozen import freeze_config, frozen_config_path
 from triglot.launch.results import collect_results
 from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step
 from triglot.launch.slurm import JOBS_DIR, record_job, sbatch, submit_chain, write_script
@@ -93,8 +95,26 @@ def point_tag(key: str, value: Any) -> str:
     return text[:64]  # W&B's tag length limit
 
 
-def write_sweep(spec: Any, overrides: list[str] = ()) -> tuple[Path, list[dict]]:
-    """Compose and save every run's config; returns the sweep folder and its runs (also in sweep.json)."""
+def run_folder_name(point: dict[str, Any], digest: str) -> str:
+    """`lr=0.003_hidden_size=64-1a2b3c4d`: the overrides by their last key part, then the config hash's start.
+
+    A key whose last part two keys share keeps its full dotted name; the hash keeps names unique.
+    """
+    last = [key.rsplit(".", 1)[-1] for key in point]
+    parts = []
+    for key, short in zip(point, last, strict=True):
+        value = point[key]
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        parts.append(f"{short if last.count(short) == 1 else key}={text}")
+    name = re.sub(r"[^A-Za-z0-9._=+-]+", "-", "_".join(parts)).strip("-_")[:100]
+    return f"{name}-{digest[:8]}" if name else digest[:8]
+
+
+def write_sweep(spec: Any, overrides: list[str] = (), write: bool = True) -> tuple[Path, list[dict]]:
+    """Compose every run's config and (unless `write` is false) save them; returns the sweep folder and runs.
+
+    Each run reads its frozen config (<run>/configs/<hash>.yaml, listed in configs.txt); sweep.json lists them.
+    """
     root = sweep_dir(spec)
     points = expand(spec)
     varied = sorted({key for point in points for key in point})
@@ -102,20 +122,42 @@ def write_sweep(spec: Any, overrides: list[str] = ()) -> tuple[Path, list[dict]]
     for index, point in enumerate(points):
         base_overrides = [*spec.overrides, *overrides, *(_override(k, v) for k, v in point.items())]
         digest = config_hash(load_config(spec.base, base_overrides))
-        run_dir = root / "runs" / f"{index:03d}-{digest[:8]}"
+        run_dir = root / "runs" / run_folder_name(point, digest)
         tags = [f"sweep:{spec.name}", *(point_tag(k, point[k]) for k in varied if k in point)]
         cfg = load_config(spec.base, [*base_overrides, _override("run.name", f"{spec.name}-{index:03d}"),
                                       _override("run.dir", str(run_dir)), _override("tracking.group", spec.name)])
         cfg.tracking.tags = list(cfg.tracking.tags) + tags
-        config_path = save_config(cfg, run_dir / "config.yaml")
+        config_path = freeze_config(cfg) if write else frozen_config_path(cfg)
+        if write:
+            save_config(cfg, run_dir / "config.yaml")  # for people; the job reads the frozen file
         runs.append({"index": index, "hash": digest, "values": point, "run_dir": str(run_dir),
-                     "config": str(config_path.resolve()), "done": is_done(run_dir, digest)})
-    manifest = {"name": spec.name, "base": spec.base, "method": spec.method, "varied": varied,
-                "stages": list(spec.stages), "group": spec.name, "runs": runs}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "sweep.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    (root / "configs.txt").write_text("".join(r["config"] + "\n" for r in runs), encoding="utf-8")
+                     "config": str(config_path), "done": is_done(run_dir, digest)})
+        COMPOSED[str(config_path)] = cfg
+    if write:
+        manifest = {"name": spec.name, "base": spec.base, "method": spec.method, "varied": varied,
+                    "stages": list(spec.stages), "group": spec.name, "runs": runs}
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "sweep.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        (root / "configs.txt").write_text("".join(r["config"] + "\n" for r in runs), encoding="utf-8")
     return root, runs
+
+
+# Configs composed by write_sweep in this process, by frozen path: a dry run has not written them.
+COMPOSED: dict[str, Any] = {}
+
+
+def run_config(run: dict) -> Any:
+    return COMPOSED.get(run["config"]) or load_config(run["config"])
+
+
+def runs_table(runs: list[dict]) -> str:
+    """index, overrides, run folder and state of each run, as aligned text."""
+    rows = [("index", "overrides", "run folder", "state")]
+    rows += [(f"{r['index']:03d}", " ".join(_override(k, v) for k, v in r["values"].items()), r["run_dir"],
+              "finished" if r["done"] else "to run") for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+                     for row in rows)
 
 
 def is_done(run_dir: Path, digest: str) -> bool:
@@ -153,7 +195,7 @@ def run_local(runs: list[dict], stages: list[str]) -> list[int]:
 
 def sweep_jobs(spec: Any, root: Path, todo: list[dict], sweep_file: Path) -> tuple[JobSpec, JobSpec]:
     """One array job (task I runs line I+1 of configs.txt) and a results job after it, whatever its outcome."""
-    first = load_config(todo[0]["config"])
+    first = run_config(todo[0])
     steps = []
     for stage in spec.stages:
         steps.extend([Step(stage, [*STAGES[stage].command, CONFIG_VAR],
@@ -175,8 +217,10 @@ def submit_sweep(spec: Any, root: Path, runs: list[dict], sweep_file: Path, dry_
     todo = [r for r in runs if not r["done"]]
     if not todo:
         return {"submitted": False, "reason": "every config has finished"}
-    first = load_config(todo[0]["config"])
+    first = run_config(todo[0])
     cluster = load_cluster(str(first.launch.cluster))
+    if not dry_run:
+        check_account(cluster)
     array, results = sweep_jobs(spec, root, todo, sweep_file)
     [array_record] = submit_chain([array], first, cluster, dry_run=dry_run)
     [results_record] = submit_chain([results], first, cluster, dry_run=True)
@@ -191,10 +235,13 @@ def submit_sweep(spec: Any, root: Path, runs: list[dict], sweep_file: Path, dry_
 
 def mark_done(config: Path) -> None:
     """Called by an array task after its stages succeeded."""
-    manifest = json.loads((config.parent.parent.parent / "sweep.json").read_text(encoding="utf-8"))
+    found = next((p / "sweep.json" for p in config.resolve().parents if (p / "sweep.json").is_file()), None)
+    if found is None:
+        raise ConfigError(f"{config} is not inside a sweep folder (no sweep.json above it)")
+    manifest = json.loads(found.read_text(encoding="utf-8"))
     for run in manifest["runs"]:
         if Path(run["config"]) == config.resolve():
-            (config.parent / DONE_MARKER).write_text(run["hash"] + "\n", encoding="utf-8")
+            (Path(run["run_dir"]) / DONE_MARKER).write_text(run["hash"] + "\n", encoding="utf-8")
             return
     raise ConfigError(f"{config} is not a config of sweep {manifest['name']}")
 
@@ -208,12 +255,15 @@ def run_sweep(path: Path, dry_run: bool = False, local: bool = False, collect: b
         return {"marked": mark_done_config}
     if collect:
         return collect_results(sweep_dir(spec))
-    root, runs = write_sweep(spec, list(overrides))
+    root, runs = write_sweep(spec, list(overrides), write=not dry_run)
     summary = {"sweep": spec.name, "dir": str(root), "runs": len(runs), "finished_before": sum(r["done"] for r in runs)}
+    if dry_run:
+        summary["table"] = runs_table(runs)
     if local:
         summary["ran"] = run_local(runs, list(spec.stages))
         summary["results"] = collect_results(root)
     else:
         summary.update(submit_sweep(spec, root, runs, path, dry_run))
-    (root / JOBS_DIR).mkdir(exist_ok=True)
+    if not dry_run:
+        (root / JOBS_DIR).mkdir(exist_ok=True)
     return summary

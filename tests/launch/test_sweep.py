@@ -9,7 +9,7 @@ import pytest
 from triglot.launch.sweep import expand, load_sweep, run_sweep, write_sweep
 from triglot.launch.sweep_files import DONE_MARKER
 
-from triglot.config import load_config
+from triglot.config import config_hash, load_config
 from triglot.errors import ConfigError
 
 
@@ -56,14 +56,22 @@ def test_written_configs_group_tags_and_skip(tmp_path: Path, helpers) -> None:
     assert listed == [r["config"] for r in runs]
     for run in runs:
         cfg = load_config(run["config"])
-        assert Path(run["run_dir"]).name == f"{run['index']:03d}-{run['hash'][:8]}"
+        values = run["values"]
+        assert Path(run["run_dir"]).name == f"lr={values['train.lr']}_hidden_size={values['model.hidden_size']}-" \
+            f"{run['hash'][:8]}"
+        assert Path(run["config"]) == Path(run["run_dir"]).resolve() / "configs" / f"{config_hash(cfg)}.yaml"
         assert cfg.tracking.group == "s" and "sweep:s" in cfg.tracking.tags
         assert f"train.lr={run['values']['train.lr']}" in cfg.tracking.tags
         assert cfg.train.lr == run["values"]["train.lr"] and cfg.model.hidden_size == run["values"]["model.hidden_size"]
     # A finished run (its marker holds its hash) is left out of the next submission.
     (Path(runs[1]["run_dir"]) / DONE_MARKER).write_text(runs[1]["hash"] + "\n")
+    before = {p: p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
     summary = run_sweep(path, dry_run=True)
+    assert {p: p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))} == before
     assert summary["tasks"] == [0, 2, 3] and summary["finished_before"] == 1
+    lines = summary["table"].splitlines()
+    assert lines[0].split() == ["index", "overrides", "run", "folder", "state"]
+    assert lines[2].split() == ["001", "train.lr=0.001", "model.hidden_size=64", runs[1]["run_dir"], "finished"]
     script = summary["script_text"]
     assert "#SBATCH --array=0,2,3" in script and '$((SLURM_ARRAY_TASK_ID + 1))p' in script
     manifest = json.loads((root / "sweep.json").read_text())
@@ -81,3 +89,23 @@ def test_local_sweep_runs_here_and_tabulates(tmp_path: Path, helpers, packed_dir
     assert row["status"] == "finished" and isinstance(row["final_loss"], float)
     assert (tmp_path / "sweep" / "results.md").read_text().count("finished") == 1
     assert run_sweep(path, local=True)["ran"] == []  # finished configs are skipped
+
+
+def test_dry_run_prints_a_table_and_writes_nothing(tmp_path: Path, helpers) -> None:
+    import subprocess
+    import sys
+
+    from triglot.testing import REPO_ROOT
+    from triglot.testing import test_env as run_env
+
+    path = sweep_file(tmp_path, helpers, parameters={"train.lr": [0.003], "model.hidden_size": [128]})
+    proc = subprocess.run([sys.executable, "-m", "triglot", "sweep", str(path), "--dry-run"], cwd=REPO_ROOT,
+                          env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    header, row, note = proc.stdout.strip().splitlines()
+    assert header.split() == ["index", "overrides", "run", "folder", "state"]
+    index, lr, width, folder, *state = row.split()
+    assert (index, lr, width, " ".join(state)) == ("000", "train.lr=0.003", "model.hidden_size=128", "to run")
+    assert Path(folder).name.startswith("lr=0.003_hidden_size=128-")
+    assert note.startswith("# dry run: nothing written or submitted; 1 of 1 runs")
+    assert not (tmp_path / "sweep").exists()
