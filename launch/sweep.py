@@ -22,7 +22,7 @@ from triglot.launch.clusters import check_account, load_cluster
 from triglot.launch.frozen import freeze_config, frozen_config_path
 from triglot.launch.results import collect_results
 from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step
-from triglot.launch.slurm import JOBS_DIR, record_job, sbatch, submit_chain, write_script
+from triglot.launch.slurm import JOBS_DIR, job_config, record_job, sbatch, submit_chain, write_script
 from triglot.launch.sweep_files import DONE_MARKER
 
 from triglot.config import config_hash, load_config, save_config
@@ -110,21 +110,24 @@ def run_folder_name(point: dict[str, Any], digest: str) -> str:
     return f"{name}-{digest[:8]}" if name else digest[:8]
 
 
-def write_sweep(spec: Any, overrides: list[str] = (), write: bool = True) -> tuple[Path, list[dict]]:
+def write_sweep(spec: Any, overrides: list[str] = (), write: bool = True,
+                for_cluster: bool = False) -> tuple[Path, list[dict]]:
     """Compose every run's config and (unless `write` is false) save them; returns the sweep folder and runs.
 
     Each run reads its frozen config (<run>/configs/<hash>.yaml, listed in configs.txt); sweep.json lists them.
+    For Slurm (`for_cluster`), `hardware: auto` resolves for the cluster's nodes (launch.slurm.job_config).
     """
+    compose = job_config if for_cluster else load_config
     root = sweep_dir(spec)
     points = expand(spec)
     varied = sorted({key for point in points for key in point})
     runs = []
     for index, point in enumerate(points):
         base_overrides = [*spec.overrides, *overrides, *(_override(k, v) for k, v in point.items())]
-        digest = config_hash(load_config(spec.base, base_overrides))
+        digest = config_hash(compose(spec.base, base_overrides))
         run_dir = root / "runs" / run_folder_name(point, digest)
         tags = [f"sweep:{spec.name}", *(point_tag(k, point[k]) for k in varied if k in point)]
-        cfg = load_config(spec.base, [*base_overrides, _override("run.name", f"{spec.name}-{index:03d}"),
+        cfg = compose(spec.base, [*base_overrides, _override("run.name", f"{spec.name}-{index:03d}"),
                                       _override("run.dir", str(run_dir)), _override("tracking.group", spec.name)])
         cfg.tracking.tags = list(cfg.tracking.tags) + tags
         config_path = freeze_config(cfg) if write else frozen_config_path(cfg)
@@ -255,7 +258,7 @@ def run_sweep(path: Path, dry_run: bool = False, local: bool = False, collect: b
         return {"marked": mark_done_config}
     if collect:
         return collect_results(sweep_dir(spec))
-    root, runs = write_sweep(spec, list(overrides), write=not dry_run)
+    root, runs = write_sweep(spec, list(overrides), write=not dry_run, for_cluster=not local)
     summary = {"sweep": spec.name, "dir": str(root), "runs": len(runs), "finished_before": sum(r["done"] for r in runs)}
     if dry_run:
         summary["table"] = runs_table(runs)
