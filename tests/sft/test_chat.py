@@ -70,6 +70,7 @@ def test_chat_answers_in_a_terminal(taught_model: tuple) -> None:
     deadline = time.monotonic() + 300
     try:
         seen = read_until(master, ">>> ", "", deadline)
+        assert f"model: {folder} (" in seen and "context 512 tokens" in seen, seen  # which model answers
         start = len(seen)
         os.write(master, (question + "\n").encode())
         seen = read_until(master, ">>> ", seen[start:], deadline)
@@ -109,3 +110,45 @@ def test_generate_prompts_file(taught_model: tuple, tmp_path: Path) -> None:
     assert samples[0] == samples[1] and samples[0] != samples[2]  # the seed fixes the sample
     missing = subprocess.run([*common[:5], "--prompts", str(tmp_path / "none.txt")], capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_run_folder_chats_with_its_newest_chat_model(taught_model: tuple, tmp_path: Path) -> None:
+    """<run>/sft/export (fine-tuned) when there is one, else <run>/export; the chat says which it loaded."""
+    import shutil
+
+    from triglot.train.sft.generation import model_folder
+
+    folder = taught_model[0]
+    run = tmp_path / "run"
+    shutil.copytree(folder, run / "export")
+    assert model_folder(run) == run / "export"
+    shutil.copytree(folder, run / "sft" / "export")
+    assert model_folder(run) == run / "sft" / "export"
+    proc = subprocess.run([sys.executable, "-m", "triglot", "chat", str(run)], input="/exit\n", capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[0].startswith(f"model: {run / 'sft' / 'export'} ("), proc.stdout
+
+
+def test_replies_fit_the_model_context(taught_model: tuple) -> None:
+    """The default of 256 new tokens is cut to what the 512-position context leaves after the prompt; a
+    conversation that fills the context is refused in words, and the chat goes on."""
+    import io
+
+    from triglot.train.sft.generation import _encode, chat_loop, generation_kwargs, load_chatbot
+
+    from triglot.config.sft import GenerationSection
+    from triglot.errors import InputError
+
+    bot = load_chatbot(taught_model[0], GenerationSection(temperature=0))
+    assert bot.context == 512
+    assert generation_kwargs(bot, 100)["max_new_tokens"] == 256
+    assert generation_kwargs(bot, 400)["max_new_tokens"] == 112
+    with pytest.raises(InputError, match="fills the model's context of 512"):
+        generation_kwargs(bot, 512)
+    long = "你好" * 600
+    assert _encode(bot, [[{"role": "user", "content": long}]])["input_ids"].shape[1] > 512
+    out = io.StringIO()
+    chat_loop(bot, stdin=io.StringIO(f"{long}\nHello\n/exit\n"), out=out)
+    text = out.getvalue()
+    assert "fills the model's context of 512" in text and text.count(">>> ") == 3, text

@@ -36,6 +36,7 @@ def _chat(args: argparse.Namespace) -> int:
     from triglot.train.sft.generation import chat_loop, load_chatbot
 
     bot = load_chatbot(args.checkpoint, _settings(args), args.template)
+    print(bot.describe(), flush=True)
     chat_loop(bot, system=args.system)
     return 0
 
@@ -46,6 +47,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     conversations = read_prompts(Path(args.prompts), args.system)
     bot = load_chatbot(args.checkpoint, _settings(args), args.template)
+    print(bot.describe(), file=sys.stderr, flush=True)  # stdout may be the JSONL
     torch.manual_seed(int(bot.settings.seed))
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
@@ -62,13 +64,15 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _add_generation_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="Hugging Face folder, checkpoint folder (uses hf/) or run folder (export/)")
+    parser.add_argument("checkpoint", help="Hugging Face folder, checkpoint folder (uses hf/) or run folder (its sft/export/ "
+                                               "when there is one, else export/)")
     parser.add_argument("--system", default="", help="system prompt")
     parser.add_argument("--template", default="auto", help="chat template: auto, tokenizer, chatml, llama3, qwen")
     parser.add_argument("--temperature", type=float, help="0 means greedy (default 0.7)")
     parser.add_argument("--top-p", dest="top_p", type=float, help="nucleus sampling mass (default 0.9)")
     parser.add_argument("--top-k", dest="top_k", type=int, help="sample among the k likeliest tokens (default 50)")
-    parser.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, help="(default 256)")
+    parser.add_argument("--max-new-tokens", dest="max_new_tokens", type=int,
+                        help="(default 256; always cut to what fits the model's context after the prompt)")
     parser.add_argument("--repetition-penalty", dest="repetition_penalty", type=float, help="(default 1.0)")
     parser.add_argument("--seed", type=int, help="sampling seed (default 0)")
 

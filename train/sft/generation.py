@@ -22,15 +22,28 @@ class Chatbot:
     model: Any
     tokenizer: Any
     settings: GenerationSection
+    folder: Path | None = None
+
+    @property
+    def context(self) -> int:
+        """Positions the model was built for: prompt and reply together must fit."""
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+
+    def describe(self) -> str:
+        """One line: which model was loaded, its size and context."""
+        params = sum(p.numel() for p in self.model.parameters())
+        return f"model: {self.folder} ({params / 1e6:.2f}M parameters, context {self.context} tokens)"
 
 
 def model_folder(path: str | Path) -> Path:
-    """An HF folder as given, a checkpoint's hf/ folder, or a run folder's export/."""
+    """An HF folder as given, a checkpoint's hf/ folder, or a run folder: its chat model (sft/export/) when it
+    has one, else its pretrained export/."""
     path = Path(path)
-    for candidate in (path, path / "hf", path / "export"):
+    for candidate in (path, path / "hf", path / "sft" / "export", path / "export"):
         if (candidate / "config.json").is_file() or (candidate / "adapter_config.json").is_file():
             return candidate
-    raise InputError(f"{path} is not a Hugging Face model folder, a checkpoint with hf/, or a run with export/")
+    raise InputError(f"{path} is not a Hugging Face model folder, a checkpoint with hf/, or a run with "
+                     "sft/export/ or export/")
 
 
 def load_chatbot(path: str | Path, settings: GenerationSection | None = None, template: str = "auto") -> Chatbot:
@@ -51,14 +64,27 @@ def load_chatbot(path: str | Path, settings: GenerationSection | None = None, te
         model.resize_token_embeddings(len(tokenizer))
     tokenizer.padding_side = "left"  # batched generation continues every row from its last token
     model.eval()
-    return Chatbot(model, tokenizer, settings or GenerationSection())
+    return Chatbot(model, tokenizer, settings or GenerationSection(), folder)
 
 
-def generation_kwargs(bot: Chatbot) -> dict:
+def new_token_budget(bot: Chatbot, prompt_tokens: int) -> int:
+    """max_new_tokens, cut so that prompt and reply fit the model's context (positions past it are untrained)."""
+    wanted = int(bot.settings.max_new_tokens)
+    if not bot.context:
+        return wanted
+    room = bot.context - prompt_tokens
+    if room < 1:
+        raise InputError(f"the prompt is {prompt_tokens} tokens and fills the model's context of {bot.context}: "
+                         "shorten it (in chat: /reset clears the conversation)")
+    return min(wanted, room)
+
+
+def generation_kwargs(bot: Chatbot, prompt_tokens: int = 0) -> dict:
     s = bot.settings
     sample = s.temperature > 0
-    kwargs = {"max_new_tokens": int(s.max_new_tokens), "do_sample": sample, "eos_token_id": stop_token_ids(bot.tokenizer),
-              "pad_token_id": bot.tokenizer.pad_token_id, "repetition_penalty": float(s.repetition_penalty)}
+    kwargs = {"max_new_tokens": new_token_budget(bot, prompt_tokens), "do_sample": sample,
+              "eos_token_id": stop_token_ids(bot.tokenizer), "pad_token_id": bot.tokenizer.pad_token_id,
+              "repetition_penalty": float(s.repetition_penalty)}
     if sample:
         kwargs |= {"temperature": float(s.temperature), "top_p": float(s.top_p), "top_k": int(s.top_k)}
     else:
@@ -85,7 +111,7 @@ def reply(bot: Chatbot, messages: list[dict], out: IO[str] | None = None) -> str
     enc = _encode(bot, [messages])
     streamer = _Streamer(bot.tokenizer, skip_prompt=True, skip_special_tokens=True)
     with torch.no_grad():
-        ids = bot.model.generate(**enc, streamer=streamer, **generation_kwargs(bot))
+        ids = bot.model.generate(**enc, streamer=streamer, **generation_kwargs(bot, enc["input_ids"].shape[1]))
     return bot.tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
@@ -94,7 +120,7 @@ def generate_batch(bot: Chatbot, conversations: list[list[dict]]) -> list[str]:
 
     enc = _encode(bot, conversations)
     with torch.no_grad():
-        ids = bot.model.generate(**enc, **generation_kwargs(bot))
+        ids = bot.model.generate(**enc, **generation_kwargs(bot, enc["input_ids"].shape[1]))
     new = ids[:, enc["input_ids"].shape[1]:]
     return [t.strip() for t in bot.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
@@ -144,7 +170,12 @@ def chat_loop(bot: Chatbot, system: str = "", stdin: IO[str] = sys.stdin, out: I
             history = history[:1] if system else []
             continue
         history.append({"role": "user", "content": text})
-        answer = reply(bot, history, out)
+        try:
+            answer = reply(bot, history, out)
+        except InputError as err:  # the conversation outgrew the context: say so and keep the chat open
+            history.pop()
+            out.write(f"{err}\n")
+            continue
         out.write("\n")
         history.append({"role": "assistant", "content": answer})
 
