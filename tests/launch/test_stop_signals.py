@@ -38,9 +38,13 @@ def experiment(tmp_path: Path, packed_dir: Path) -> tuple[Path, Path]:
     return path, run
 
 
-def start_launcher(exp: Path, log: Path) -> subprocess.Popen:
+LAUNCH_LOCAL = ("launch", "local", "train", "{exp}", "--nproc", "2")
+
+
+def start_launcher(exp: Path, log: Path, command: tuple[str, ...] = LAUNCH_LOCAL) -> subprocess.Popen:
     # A session of its own, as a shell gives a foreground job; the test signals the launcher alone.
-    return subprocess.Popen([sys.executable, "-m", "triglot", "launch", "local", "train", str(exp), "--nproc", "2"],
+    args = [arg.format(exp=exp) for arg in command]
+    return subprocess.Popen([sys.executable, "-m", "triglot", *args],
                             cwd=REPO_ROOT, env=testing_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -74,10 +78,11 @@ def kill_all(procs: list[psutil.Process]) -> None:
             pass
 
 
-def stop_and_check(tmp_path: Path, packed_dir: Path, sig: int, label: str) -> None:
+def stop_and_check(tmp_path: Path, packed_dir: Path, sig: int, label: str,
+                   command: tuple[str, ...] = LAUNCH_LOCAL) -> None:
     exp, run = experiment(tmp_path, packed_dir)
     log = tmp_path / "launch.log"
-    proc = start_launcher(exp, log)
+    proc = start_launcher(exp, log, command)
     below: list[psutil.Process] = []
     try:
         wait_for_step(run, 3, proc)
@@ -106,6 +111,10 @@ def test_ctrl_c_to_launch_local_leaves_a_checkpoint(tmp_path: Path, packed_dir: 
 
 def test_sigterm_to_launch_local_reaches_torchrun_and_ranks(tmp_path: Path, packed_dir: Path) -> None:
     stop_and_check(tmp_path, packed_dir, signal.SIGTERM, "SIGTERM")
+
+
+def test_ctrl_c_to_triglot_run_leaves_a_checkpoint(tmp_path: Path, packed_dir: Path) -> None:
+    stop_and_check(tmp_path, packed_dir, signal.SIGINT, "Ctrl-C", command=("run", "{exp}"))
 
 
 def test_second_ctrl_c_aborts_at_once(tmp_path: Path, packed_dir: Path) -> None:
