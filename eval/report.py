@@ -53,6 +53,7 @@ def comparison_markdown(models: dict[str, dict], plots: list[str] = ()) -> str:
         lines.append(f"| {name} | {first['split']} | {few(first['overall']['questions'])} | "
                      f"{pct(first['overall'].get('chance'))} | " + " | ".join(cells) + " |")
     lines += few_note(suites)
+    lines += generation_comparison(models)
     languages = sorted({lang for m in models.values() for lang in (m.get("perplexity") or {})})
     if languages:
         lines += ["", "Held-out text, bits per character (lower is better):", "",
@@ -65,6 +66,22 @@ def comparison_markdown(models: dict[str, dict], plots: list[str] = ()) -> str:
     if plots:
         lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in plots]]
     return "\n".join(lines) + "\n"
+
+
+def generation_comparison(models: dict[str, dict]) -> list[str]:
+    """chrF per generation task and subject (translation: direction) for every model."""
+    keys = list(dict.fromkeys((name, subject) for m in models.values() for name, g in (m.get("generation") or {}).items()
+                              for subject in g["subjects"]))
+    if not keys:
+        return []
+    lines = ["", "Generation, chrF (0-100):", "", "| suite | subject | " + " | ".join(models) + " |",
+             "|---|---|" + "---|" * len(models)]
+    for name, subject in keys:
+        cells = [f"{m['generation'][name]['subjects'][subject]['chrf']:.2f}"
+                 if subject in (m.get("generation") or {}).get(name, {}).get("subjects", {}) else "—"
+                 for m in models.values()]
+        lines.append(f"| {name} | {subject} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def validation_curves(run_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:

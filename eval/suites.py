@@ -445,10 +445,12 @@ class Suite:
             report.skip(path, line, "not a JSON object")
             return None
         question, choices = self._get(row, "question"), self._get(row, "choices")
-        if question is None or choices is None or any(c is None for c in choices):
+        if self.format != "csv" and isinstance(choices, list):
+            choices = [c for c in choices if c not in (None, "")]  # rows with fewer choices (no "D" key)
+        if question is None or not choices or any(c is None for c in choices):
             report.skip(path, line, "missing question or choices")
             return None
-        choices = tuple(str(c) for c in choices if not (self.format != "csv" and c == ""))
+        choices = tuple(str(c) for c in choices)
         if len(choices) > len(self.letters):
             report.skip(path, line, f"{len(choices)} choices, more than the letters {', '.join(self.letters)}")
             return None

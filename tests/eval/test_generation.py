@@ -60,6 +60,8 @@ def test_translation_scored_with_chrf_by_direction(tmp_path: Path, benchmarks: P
     assert eng["prompt"].endswith("\nCantonese:")
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "| hkcanto-translation | test | yue_zh | 3 ⚠ |" in summary and "chrF" in summary
+    run_summary = (out.parent / "summary.md").read_text(encoding="utf-8")  # every model of the run
+    assert "Generation, chrF" in run_summary and "| hkcanto-translation | eng_yue |" in run_summary
 
 
 def test_cut_at_stop() -> None:

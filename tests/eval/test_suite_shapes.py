@@ -43,6 +43,9 @@ def make_shapes(benchmarks: Path, root: Path) -> dict[str, list[dict]]:
         rows = _csv(benchmarks / "hkcanto_eval/data/cultural" / split / f"food_{split}.csv")
         out = [{"id": str(i), "question": r[0], "A": r[1], "B": r[2], "C": r[3], "D": r[4], "answer": r[5]}
                for i, r in enumerate(rows)]
+        for i, r in enumerate(out):
+            if i % 4 == 1 and r["answer"] != "D":
+                del r["D"]  # a row with three choices: no "D" key at all
         folder = root / "yue_mc_json" / split
         folder.mkdir(parents=True)
         (folder / "food.json").write_text(json.dumps(out, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -80,6 +83,8 @@ def test_reading_comprehension_and_json_array_shapes_load(benchmarks: Path, tmp_
     js = open_suite("yue-mc-json", root)
     rows = js.load("food", "test", LoadReport())
     assert [(q.question, q.answer) for q in rows] == [(m["question"], m["answer"]) for m in made["json/test"]]
+    assert [len(q.choices) for q in rows] == [4 if "D" in m else 3 for m in made["json/test"]]
+    assert 3 in {len(q.choices) for q in rows}
 
 
 def test_shapes_score_and_are_labelled(tmp_path: Path, benchmarks: Path, tiny_hf: Path, eval_config) -> None:
