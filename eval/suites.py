@@ -13,7 +13,6 @@ import csv
 import difflib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -142,7 +141,7 @@ class Suite:
         self.script = str(spec.get("script", ""))
         self.description = str(spec.get("description", ""))
         folder = _need(spec, path, "folder", str)
-        self.root = Path(os.path.expandvars(folder)) if Path(folder).is_absolute() else Path(benchmarks_dir) / folder
+        self.root = Path(folder) if Path(folder).is_absolute() else Path(benchmarks_dir) / folder
         self.benchmarks_dir = Path(benchmarks_dir)
         self.files: dict[str, str] = _need(spec, path, "files", dict)
         self.format = spec.get("format", "csv")
@@ -366,7 +365,7 @@ class Suite:
             with open(path, encoding="utf-8-sig") as fh:
                 for n, text in enumerate(fh, 1):
                     if text.strip():
-                        yield n, self._json_row(text, path, n), 0
+                        yield n, self._json_row(text), 0
         elif self.format == "json":
             try:
                 data = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -381,7 +380,8 @@ class Suite:
             yield from ((n, row, 0) for n, row in enumerate(pq.read_table(path).to_pylist(), 1))
 
     @staticmethod
-    def _json_row(text: str, path: Path, line: int) -> Any:
+    def _json_row(text: str) -> Any:
+        """The line's object; None (counted as a bad row) where it is not JSON."""
         try:
             return json.loads(text)
         except ValueError:
