@@ -454,9 +454,26 @@ def bench_throughput(tmp: Path, worker_counts: list[int]) -> tuple[str, list[dic
     return table, goals
 
 
+def _recorded_throughput() -> tuple[str, list[dict]]:
+    """The throughput subsection and goals as last recorded (for --keep-throughput)."""
+    from bench.report import DOC, RESULTS
+
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("### Throughput (configs/data/all.yaml)"):text.index("<!-- /bench:bench_clean -->")]
+    stored = json.loads(RESULTS.read_text(encoding="utf-8")).get("bench_clean", {})
+    goals = [g for g in stored.get("goals", []) if g["measure"].startswith("clean: ") and "language ID" not in g["measure"]
+             and "per-document" not in g["measure"]]
+    date = stored.get("date", "an earlier run")
+    note = f"\n\n(Recorded {date}; not rerun with the language-ID and PII tables above.)"
+    return section.rstrip() + note, goals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-throughput", action="store_true", help="only the language and HTML bars, printed (docs/ left as they are)")
+    parser.add_argument("--keep-throughput", action="store_true",
+                        help="rerun everything but the full-clean throughput, whose recorded subsection and goals "
+                             "are kept as they are (docs/ rewritten)")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="worker counts to time (default 1, 2 and powers of two up to the core count)")
     args = parser.parse_args()
@@ -472,7 +489,11 @@ def main() -> None:
     html, html_goals = bench_html()
     goals += html_goals
     parts += ["### HTML main-content extraction (trafilatura, favor_precision)", "", html, ""]
-    if not args.skip_throughput:
+    if args.keep_throughput:
+        recorded, throughput_goals = _recorded_throughput()
+        goals += throughput_goals
+        parts += [recorded, ""]
+    elif not args.skip_throughput:
         with tempfile.TemporaryDirectory() as tmp:
             table, throughput_goals = bench_throughput(Path(tmp), workers)
         goals += throughput_goals
