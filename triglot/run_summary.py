@@ -82,7 +82,7 @@ def eval_table(run: Path) -> list[str]:
         cells = []
         for name in names:
             overall = models[name].get(suite, {}).get("overall", {})
-            acc = overall.get("accuracy_question_weighted")
+            acc = overall.get("accuracy_question_weighted", overall.get("accuracy_micro"))
             cells.append((f"{100 * acc:.1f} (n={overall.get('questions', 0)})" if acc is not None else "-")
                          .rjust(width + 2))
         chance = next((m[suite].get("chance") for m in models.values() if m.get(suite, {}).get("chance")), CHANCE)
