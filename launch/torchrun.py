@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from triglot.cli import ERROR_FILE_VAR, EXIT_USAGE, RanksUserError, StoppedBySignal
+from triglot.cli import (
+    ERROR_FILE_VAR,
+    EXIT_USAGE,
+    RanksStopped,
+    RanksUserError,
+    StoppedBySignal,
+    parse_rank_report,
+)
 
 
 class Var(str):
@@ -90,7 +97,10 @@ def run_ranks(cmd: Sequence[str], env: dict[str, str] | None = None, run_dir: Pa
             code = relay.wait()
         message = read_user_error(error_file)
     if code != 0 and message:
-        raise RanksUserError(message)
+        rank_code, line = parse_rank_report(message)
+        if rank_code == EXIT_USAGE:
+            raise RanksUserError(line)
+        raise RanksStopped(line, rank_code)
     if relay.received:
         raise StoppedBySignal(*relay.stop_message(run_dir, code))
     return code
@@ -119,9 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = read_user_error(error_file)
             if not message:
                 raise
+            code, line = parse_rank_report(message)
             if not given:
-                print(message, file=sys.stderr)
-            return EXIT_USAGE
+                print(line, file=sys.stderr)
+            return code
         except SignalException as err:
             # The ranks had their stop signal and have ended; the launcher that sent it says what happened,
             # so no traceback here.

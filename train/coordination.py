@@ -185,6 +185,15 @@ def exit_code(command: str, run: Callable[[], Any]) -> int:
     try:
         run()
     except tuple(codes) as err:
-        print(f"triglot {command}: {err}", file=sys.stderr)
-        return next(code for kind, code in codes.items() if isinstance(err, kind))
+        code = next(code for kind, code in codes.items() if isinstance(err, kind))
+        line = f"triglot {command}: {err}"
+        if isinstance(err, Preempted):
+            print(line, file=sys.stderr)  # the launcher that sent the signal ends the output itself
+        else:
+            # Every rank stops with the same line: the launcher (run, launch local, the job script) prints it
+            # once and exits with this code instead of torchrun's 1 and its traceback.
+            from triglot.cli import report_user_error
+
+            report_user_error(line, code)
+        return code
     return 0

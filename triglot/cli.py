@@ -30,6 +30,22 @@ class RanksUserError(TriglotError):
     """A user error that a rank reported; its message is that rank's line, printed as it is."""
 
 
+class RanksStopped(Exception):
+    """The ranks stopped with an exit code of their own (non-finite loss, out of memory, disk full)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def parse_rank_report(text: str) -> tuple[int, str]:
+    """(exit code, line) from what report_user_error left in the file."""
+    head, sep, rest = text.partition("\t")
+    if sep and head.isdigit():
+        return int(head), rest.strip()
+    return EXIT_USAGE, text.strip()
+
+
 class StoppedBySignal(Exception):
     """The ranks stopped on a signal (checkpointed or aborted); the message ends the output, `code` is the exit."""
 
@@ -46,8 +62,12 @@ def user_error_line(err: TriglotError) -> str:
     return " ".join(f"triglot: {kind}{err}".split())
 
 
-def report_user_error(line: str) -> None:
-    """Print `line` on stderr, or leave it in $TRIGLOT_ERROR_FILE for the launcher that set it."""
+def report_user_error(line: str, code: int = EXIT_USAGE) -> None:
+    """Print `line` on stderr, or leave it in $TRIGLOT_ERROR_FILE for the launcher that set it.
+
+    The file holds the line, preceded by `<exit code>\t` when the code is not 2 (a rank that stopped on a
+    non-finite loss, out of memory or a full disk), so the launcher exits as the rank did.
+    """
     path = os.environ.get(ERROR_FILE_VAR)
     if path:
         try:
@@ -58,7 +78,7 @@ def report_user_error(line: str) -> None:
             pass  # the launcher's folder is gone: print instead
         else:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+                fh.write((f"{code}\t" if code != EXIT_USAGE else "") + line + "\n")
             return
     print(line, file=sys.stderr)
 
@@ -173,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TriglotError as err:
         report_user_error(user_error_line(err))
         return EXIT_USAGE
-    except StoppedBySignal as stop:
+    except (StoppedBySignal, RanksStopped) as stop:
         print(stop, file=sys.stderr)
         return stop.code
     except KeyboardInterrupt:

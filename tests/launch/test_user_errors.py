@@ -135,3 +135,14 @@ def test_real_slurm_job_reports_a_rank_user_error_once(slurm_cluster: str, packe
     assert "Traceback" not in log and "ChildFailedError" not in log, log[-4000:]
     last = (run_dir / "jobs" / f"{job_id}.events").read_text().splitlines()[-1].split("\t")
     assert last[2:] == ["exit", "rc=2"]
+
+
+def test_launch_local_exits_as_the_ranks_stopped(tmp_path: Path, packed_dir: Path) -> None:
+    """A rank that stops with a code of its own (here a NaN loss: 3) reaches `launch local` as that code and
+    one line, not as torchrun's 1 and its ChildFailedError traceback."""
+    exp = experiment(tmp_path, packed_dir, global_batch_size=8)
+    proc = triglot("launch", "local", "train", str(exp), "--nproc", "2", "model.rms_norm_eps=-1.0")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3, out[-4000:]
+    assert len([line for line in out.splitlines() if "loss is nan at step 1" in line]) == 1, out[-4000:]
+    assert "Traceback" not in out and "ChildFailedError" not in out, out[-4000:]
