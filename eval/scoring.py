@@ -93,6 +93,29 @@ def _direct_head(model: Any) -> bool:
     return not scaled and hasattr(model, "get_decoder") and model.get_output_embeddings() is not None
 
 
+class Progress:
+    """A log line at most every `every_s` seconds, from rank 0 only, while a long loop runs."""
+
+    def __init__(self, total: int, what: str, every_s: float = 10.0):
+        import os
+        import time
+
+        self.total, self.what, self.every_s = total, what, every_s
+        self.started = self.last = time.monotonic()
+        self.quiet = int(os.environ.get("RANK", "0")) != 0
+
+    def update(self, done: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.quiet or now - self.last < self.every_s or not done:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        log.info("%d/%d %s (%.0f/s, about %.0f s left)", done, self.total, self.what, rate,
+                 (self.total - done) / max(rate, 1e-9))
+
+
 def score_rows(model: Any, rows: Sequence[tuple[int, Row]], batch_size: int, pad_id: int
                ) -> list[tuple[int, int, float, int]]:
     """(row id, target key, summed log-likelihood, token count) for every target of every row."""
@@ -101,7 +124,9 @@ def score_rows(model: Any, rows: Sequence[tuple[int, Row]], batch_size: int, pad
     device = next(model.parameters()).device
     direct = _direct_head(model)
     results = []
+    progress = Progress(len(rows), "rows scored")
     for start in range(0, len(rows), batch_size):
+        progress.update(start)
         batch = rows[start:start + batch_size]
         width = max(len(row.input_ids) for _, row in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)

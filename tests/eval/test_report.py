@@ -68,3 +68,15 @@ def test_malformed_rows_are_reported_once_per_file_on_rank_zero(tmp_path: Path, 
     assert len(warnings) == expected
     if expected:
         assert "anatomy_test.csv: 2 malformed row(s)" in warnings[0]
+
+
+def test_list_suites_names_each_suite_with_language_and_size(benchmarks: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "triglot", "eval", "--list-suites",
+                           f"eval.benchmarks_dir={benchmarks}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:] if line and line[0] != " "}
+    assert rows["mmlu"][1] == "en/Latin" and rows["mmlu"][2] == "yes" and rows["mmlu"][3] == "57"
+    assert int(rows["hkcanto-cultural"][4]) > 0 and rows["ceval"][1].startswith("zh-Hans")
