@@ -42,15 +42,7 @@ class GenerationSuite(Suite):
     kind = "generation"
 
     def __init__(self, spec: dict, path: Path, benchmarks_dir: str | Path, template: str = "official"):
-        self.spec, self.file = spec, path
-        self.name = _need(spec, path, "name", str)
-        self.language = _need(spec, path, "language", str)
-        self.script = str(spec.get("script", ""))
-        self.description = str(spec.get("description", ""))
-        folder = _need(spec, path, "folder", str)
-        self.root = Path(folder) if Path(folder).is_absolute() else Path(benchmarks_dir) / folder
-        self.benchmarks_dir = Path(benchmarks_dir)
-        self.files = _need(spec, path, "files", dict)
+        self._read_identity(spec, path, benchmarks_dir)
         self.format = spec.get("format", "jsonl")
         self.header = bool(spec.get("header", self.format == "csv"))
         self.fields = _need(spec, path, "fields", dict)

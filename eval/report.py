@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from triglot.eval.results import few, few_note, pct, spread_table
 
@@ -127,11 +128,7 @@ def write_plots(models: dict[str, dict], run_dir: Path | None, out_dir: Path) ->
                 ax.hlines(100 * chance, j - width / 2, j + 0.8 - width / 2, colors="k", linestyles="dashed")
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(suites))], suites, rotation=20)
         ax.set_ylabel("accuracy % (dashed: chance)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "scores.png", dpi=110)
-        plt.close(fig)
-        written.append(str(out_dir / "scores.png"))
+        written.append(_save(fig, ax, out_dir / "scores.png"))
     curves = validation_curves(run_dir) if run_dir else {}
     if curves:
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -141,12 +138,18 @@ def write_plots(models: dict[str, dict], run_dir: Path | None, out_dir: Path) ->
                         label=f"{job} {lang}")
         ax.set_xlabel("step")
         ax.set_ylabel("validation loss")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "val_loss.png", dpi=110)
-        plt.close(fig)
-        written.append(str(out_dir / "val_loss.png"))
+        written.append(_save(fig, ax, out_dir / "val_loss.png"))
     return written
+
+
+def _save(fig: Any, ax: Any, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 def write_run_summary(eval_root: Path, run_dir: Path | None) -> Path:

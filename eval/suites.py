@@ -135,15 +135,7 @@ class Suite:
     """One multiple-choice benchmark as its YAML file describes it."""
 
     def __init__(self, spec: dict, path: Path, benchmarks_dir: str | Path, template: str = "official"):
-        self.spec, self.file = spec, path
-        self.name = _need(spec, path, "name", str)
-        self.language = _need(spec, path, "language", str)
-        self.script = str(spec.get("script", ""))
-        self.description = str(spec.get("description", ""))
-        folder = _need(spec, path, "folder", str)
-        self.root = Path(folder) if Path(folder).is_absolute() else Path(benchmarks_dir) / folder
-        self.benchmarks_dir = Path(benchmarks_dir)
-        self.files: dict[str, str] = _need(spec, path, "files", dict)
+        self._read_identity(spec, path, benchmarks_dir)
         self.format = spec.get("format", "csv")
         if self.format not in FORMATS:
             raise ConfigError(f"{path}: format '{self.format}' is not one of {', '.join(FORMATS)}")
@@ -177,6 +169,18 @@ class Suite:
         self.template: PromptTemplate = template_from(templates[template], f"{path}: templates.{template}")
 
     # -- files ---------------------------------------------------------------------------------------------
+
+    def _read_identity(self, spec: dict, path: Path, benchmarks_dir: str | Path) -> None:
+        """What every suite file gives, multiple-choice or generation: name, language, where its files are."""
+        self.spec, self.file = spec, path
+        self.name = _need(spec, path, "name", str)
+        self.language = _need(spec, path, "language", str)
+        self.script = str(spec.get("script", ""))
+        self.description = str(spec.get("description", ""))
+        folder = _need(spec, path, "folder", str)
+        self.root = Path(folder) if Path(folder).is_absolute() else Path(benchmarks_dir) / folder
+        self.benchmarks_dir = Path(benchmarks_dir)
+        self.files: dict[str, str] = _need(spec, path, "files", dict)
 
     def path(self, subject: str, split: str) -> Path:
         return self.root / self.files[split].replace("{subject}", subject)
