@@ -54,11 +54,9 @@ def set_rng_state(state: dict) -> None:
 
 def file_checksum(path: Path) -> str:
     """xxh3-64 of the file's bytes, read in chunks (several GB/s, so a whole checkpoint is cheap)."""
-    digest = xxhash.xxh3_64()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from triglot.manifest import digest_file
+
+    return digest_file(path, xxhash.xxh3_64(), _CHUNK)
 
 
 # Verified results keyed on the folder and every file's (size, mtime): eval --watch polls often.

@@ -24,12 +24,16 @@ MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def digest_file(path: Path, digest: Any, chunk: int = _CHUNK) -> str:
+    """Feed the file's bytes to a hashlib-style `digest` in chunks; its hex digest."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
+        for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return digest_file(path, hashlib.sha256())
 
 
 def _files_under(path: Path) -> list[Path]:
