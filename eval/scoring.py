@@ -7,6 +7,8 @@ pass (the log-probabilities of all letters are read at the last position).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,16 +99,11 @@ class Progress:
     """A log line at most every `every_s` seconds, from rank 0 only, while a long loop runs."""
 
     def __init__(self, total: int, what: str, every_s: float = 10.0):
-        import os
-        import time
-
         self.total, self.what, self.every_s = total, what, every_s
         self.started = self.last = time.monotonic()
         self.quiet = int(os.environ.get("RANK", "0")) != 0
 
     def update(self, done: int) -> None:
-        import time
-
         now = time.monotonic()
         if self.quiet or now - self.last < self.every_s or not done:
             return

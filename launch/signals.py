@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from triglot.train.run_state import PREEMPTED
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 # What a stopped rank leaves in its checkpoint folder (train/trainer.py writes it).
-PREEMPTED = "PREEMPTED"
 PR_SET_PDEATHSIG = 1
 
 

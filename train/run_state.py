@@ -16,7 +16,7 @@ from pathlib import Path
 
 RUNNING = "RUNNING"
 MANIFEST = "manifest.json"
-PREEMPTED = "PREEMPTED"
+PREEMPTED = "PREEMPTED"  # left by a run stopped by a signal: step and checkpoint, for the requeue
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from triglot.train.data import MixtureSampler, Prefetcher, split_documents
 from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
 from triglot.train.metrics import SampleLog, StepMetrics, validate
 from triglot.train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
-from triglot.train.run_state import training_marker
+from triglot.train.run_state import PREEMPTED, training_marker
 
 from triglot.config import to_container, to_yaml
 from triglot.dist import read_dist_env
@@ -39,7 +39,6 @@ from triglot.packed import PackedDataset
 from triglot.paths import run_dir, stage_dir
 
 log = logging.getLogger(__name__)
-PREEMPTED = "PREEMPTED"  # marker left in the checkpoint folder by a run stopped by a signal
 
 
 def resolve_inputs(cfg: Any) -> tuple[Path, Path | None]:
