@@ -19,7 +19,8 @@ from triglot.errors import ConfigError, TriglotError
 
 # Stage packages that add subcommands through `add_commands(subparsers, groups)`.
 COMMAND_MODULES = ("triglot.data_pipeline.commands", "triglot.tokenizer.commands", "triglot.train.commands",
-                   "triglot.train.sft.commands", "triglot.eval.commands", "triglot.launch.commands")
+                   "triglot.train.sft.commands", "triglot.train.dpo.commands", "triglot.train.ckpt_commands",
+                   "triglot.eval.commands", "triglot.launch.commands", "triglot.launch.plan_commands")
 EXIT_USAGE = 2
 # Set by triglot's launchers (triglot.launch.torchrun, job scripts) for the processes they start: a user error
 # is written there, first writer wins, and the launcher prints it once instead of every rank printing it.
