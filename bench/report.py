@@ -14,7 +14,7 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 RESULTS = DOC.with_name("benchmarks.json")  # every goal's latest measurement, for the summary table
 IMG = DOC.parent / "img"
-PACKAGES = ("torch", "deepspeed", "transformers", "tokenizers", "datasets", "datatrove")
+PACKAGES = ("torch", "deepspeed", "transformers", "tokenizers", "datasets", "datatrove", "lm_eval")
 
 
 def machine_description() -> str:
@@ -65,11 +65,40 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def goal(measure: str, value: float, target: float, *, at_most: bool = False, unit: str = "") -> dict:
-    """One measured ratio against its goal (at least `target`, or at most with `at_most`)."""
+def goal(measure: str, value: float, target: float, *, at_most: bool = False, unit: str = "",
+         baseline: str = "") -> dict:
+    """One measured ratio against its goal (at least `target`, or at most with `at_most`).
+
+    `baseline` names what the ratio is measured against, with its version (see `versions`).
+    """
     met = value <= target if at_most else value >= target
-    return {"measure": measure, "value": round(float(value), 4), "goal": f"{'<=' if at_most else '>='} {target:g}{unit}",
-            "unit": unit, "met": bool(met)}
+    out = {"measure": measure, "value": round(float(value), 4), "goal": f"{'<=' if at_most else '>='} {target:g}{unit}",
+           "unit": unit, "met": bool(met)}
+    return {**out, "baseline": baseline} if baseline else out
+
+
+def versions(*packages: str) -> str:
+    """'torch 2.13.0+cpu, deepspeed 0.19.8': installed versions of the named packages (missing ones skipped)."""
+    found = []
+    for pkg in packages:
+        try:
+            found.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def publish(section: str, body: str, goals: list[dict], record: bool = True) -> None:
+    """Write the section and its goals, or with `record=False` (smoke runs on a busy machine) only print them."""
+    if record:
+        update_section(section, body)
+        record_goals(section, goals)
+    else:
+        print("(smoke run: docs/BENCHMARKS.md and docs/benchmarks.json left unchanged)")
+        for g in goals:
+            print(f"goal: {g['measure']} = {_number(g['value'])}{g['unit']} ({g['goal']}, "
+                  f"{'met' if g['met'] else 'NOT met'}) against {g.get('baseline', '-')}")
+    print(body)
 
 
 def record_goals(section: str, goals: list[dict], results: Path = RESULTS, doc: Path = DOC) -> None:
@@ -77,13 +106,13 @@ def record_goals(section: str, goals: list[dict], results: Path = RESULTS, doc: 
     stored = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
     stored[section] = {"date": datetime.date.today().isoformat(), "machine": machine_description(), "goals": goals}
     results.write_text(json.dumps(stored, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    rows = [[f"`bench/{name}.py`", g["measure"], f"{_number(g['value'])}{g['unit']}", g["goal"],
+    rows = [[f"`bench/{name}.py`", g["measure"], g.get("baseline", ""), f"{_number(g['value'])}{g['unit']}", g["goal"],
              "met" if g["met"] else "**NOT met**", entry["date"]]
             for name, entry in stored.items() for g in entry["goals"]]
     body = "\n".join(["## Summary: every goal", "",
                       "The latest measurement of each ratio with a goal; details, machine and baseline in the "
                       "script's section below.", "",
-                      markdown_table(["script", "measure", "value", "goal", "status", "measured"], rows)]
+                      markdown_table(["script", "measure", "baseline", "value", "goal", "status", "measured"], rows)]
                      + ([] if "gpu_train" in stored else [
                          "", "GPU goals (`bench/gpu_train.py`: MFU >= 45% on an H100 or H200, tokens/s against a plain "
                          "PyTorch loop): not measured yet, see the GPU section."]))
