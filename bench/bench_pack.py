@@ -1,4 +1,4 @@
-"""Benchmark of `data pack` throughput against `tokenizers`' encode_batch on the same documents.
+"""Benchmark of `data pack` throughput against `tokenizers`' encode_batch_fast (the call pack makes), same documents.
 
 Also trains the default tokenizer plus comparison variants on the same sample and records the
 fertility table. Run from the repo root: `.venv/bin/python -m bench.bench_pack`.
@@ -24,11 +24,11 @@ from triglot.tokenizer.fertility import fertility_markdown
 from triglot.tokenizer.pack import _init_worker, _load_tokenizer, plan_shards, read_rows, run_pack_stage
 from triglot.tokenizer.train import run_tokenizer_stage
 
-from bench.report import goal, machine_description, markdown_table, record_goals, update_section
+from bench.report import goal, machine_description, markdown_table, publish, versions
 from triglot.config import compose
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
-GOAL = 0.8
+GOAL = 0.9
 VARIANTS = ("[{name: bpe-32000, backend: bpe, vocab_size: 32000},"
             " {name: sp-unigram-8000, backend: sentencepiece, vocab_size: 8000},"
             " {name: sp-bpe-32000, backend: sentencepiece, sp_model_type: bpe, vocab_size: 32000}]")
@@ -66,11 +66,12 @@ def corpus_sources() -> list[tuple[str, str, object]]:
     ]
 
 
-def write_clean_parquet(folder: Path, files: int = 4) -> int:
+def write_clean_parquet(folder: Path, files: int = 4, per_source: int | None = None) -> int:
     """Real documents in the clean stage's format (id, text, language, source, orig_hash)."""
     rows = [{"id": f"{name}-{i}", "text": t, "language": lang, "source": name,
              "orig_hash": hashlib.sha1(t.encode()).hexdigest()}
-            for name, lang, docs in corpus_sources() for i, t in enumerate(docs) if t.strip()]
+            for name, lang, docs in corpus_sources() for i, t in enumerate(docs)
+            if t.strip() and (per_source is None or i < per_source)]
     folder.mkdir(parents=True, exist_ok=True)
     per = -(-len(rows) // files)
     for k in range(files):
@@ -111,13 +112,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few thousand documents, one round, no tokenizer variants; prints, records nothing")
     args = parser.parse_args()
+    rounds = 1 if args.smoke else args.rounds
     with tempfile.TemporaryDirectory(prefix="bench-pack-") as tmp:
         tmp = Path(tmp)
-        documents = write_clean_parquet(tmp / "clean")
+        documents = write_clean_parquet(tmp / "clean", per_source=2000 if args.smoke else None)
+        variants = [] if args.smoke else [f"tokenizer.compare={VARIANTS}"]
         cfg = compose({"run": {"dir": str(tmp / "run")}},
                       [f"tokenizer.input_dir={tmp / 'clean'}", f"pack.input_dir={tmp / 'clean'}",
-                       f"pack.workers={args.workers}", "pack.docs_per_shard=4000", f"tokenizer.compare={VARIANTS}"])
+                       f"pack.workers={args.workers}", "pack.docs_per_shard=4000", *variants])
         started = time.perf_counter()
         run_tokenizer_stage(cfg)
         train_seconds = time.perf_counter() - started
@@ -127,7 +132,7 @@ def main() -> None:
         runs = {"pack": lambda: pack_tps(cfg),
                 "encode_batch": lambda: baseline_tps(tmp / "clean", tok_file, args.workers, 4000, 1000, False),
                 "encode_batch_fast": lambda: baseline_tps(tmp / "clean", tok_file, args.workers, 4000, 1000, True)}
-        for r in range(args.rounds):
+        for r in range(rounds):
             # Alternate the order so a change in machine load does not favour one side.
             for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
                 tps, tokens[name] = runs[name]()
@@ -135,14 +140,15 @@ def main() -> None:
         assert tokens["pack"] == tokens["encode_batch"] == tokens["encode_batch_fast"], tokens
         fertility = json.loads((tmp / "run" / "tokenizer" / "fertility.json").read_text(encoding="utf-8"))
     write_report(results, tokens["pack"], documents, args.workers, train_seconds, fertility,
-                 int(cfg.tokenizer.sample_chars))
+                 int(cfg.tokenizer.sample_chars), record=not args.smoke)
 
 
 def write_report(results: dict, tokens: int, documents: int, workers: int, train_seconds: float,
-                 fertility: dict, sample_chars: int) -> None:
+                 fertility: dict, sample_chars: int, record: bool = True) -> None:
     best = {k: max(v) for k, v in results.items()}
-    ratio = best["pack"] / best["encode_batch"]
-    ratio_fast = best["pack"] / best["encode_batch_fast"]
+    ratio = best["pack"] / best["encode_batch_fast"]
+    ratio_slow = best["pack"] / best["encode_batch"]
+    baseline = f"tokenizers encode_batch_fast, same rows and processes ({versions('tokenizers', 'pyarrow')})"
     rows = [[name, f"{tps:,.0f}", ", ".join(f"{x:,.0f}" for x in results[name])] for name, tps in best.items()]
     body = "\n\n".join([
         "## data pack throughput",
@@ -152,19 +158,18 @@ def write_report(results: dict, tokens: int, documents: int, workers: int, train
         "for every row; best of the alternating rounds. `pack` is the whole `data pack` stage (read parquet, "
         "encode, write shards and index, manifest); the baselines only read the same rows and call `tokenizers`.",
         markdown_table(["run", "tokens/s (best)", "rounds"], rows),
-        f"Ratio pack / encode_batch: **{ratio:.2f}** (goal >= {GOAL}: {'met' if ratio >= GOAL else 'NOT met'}). "
-        f"Against encode_batch_fast (no offsets, what `data pack` calls): {ratio_fast:.2f}.",
+        f"Ratio pack / encode_batch_fast (no offsets: the call `data pack` itself makes): **{ratio:.2f}** "
+        f"(goal >= {GOAL}: {'met' if ratio >= GOAL else 'NOT met'}). Against encode_batch (offsets too, more work "
+        f"than pack does, so not the goal's baseline): {ratio_slow:.2f}. Baseline: {baseline}.",
         "## Tokenizer fertility",
         f"Default tokenizer and comparison variants trained on the same language-balanced {sample_chars:,}-character "
         "sample "
-        f"(all four in {train_seconds:.0f} s); scored on held-out documents. Tokens per character, and per word "
+        f"({len(fertility)} tokenizers in {train_seconds:.0f} s); scored on held-out documents. Tokens per character, and per word "
         "(English) or per Han character (Chinese, Cantonese); lower is cheaper.",
         fertility_markdown(fertility),
     ])
-    path = update_section("bench_pack", body)
-    record_goals("bench_pack", [goal("pack: tokens/s of data pack / tokenizers encode_batch", ratio, GOAL)])
-    print(body)
-    print(f"updated {path}")
+    publish("bench_pack", body, [goal("pack: tokens/s of data pack / tokenizers encode_batch_fast", ratio, GOAL,
+                                      baseline=baseline)], record=record)
 
 
 if __name__ == "__main__":
