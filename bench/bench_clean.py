@@ -15,12 +15,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import yaml
-from triglot.data_pipeline.clean import run_clean_stage
 from triglot.data_pipeline.langid import identify
 from triglot.data_pipeline.readers import extract_html, read_records
 
-from bench.report import goal, machine_description, markdown_table, pyplot, record_goals, savefig, update_section
+from bench.clean_throughput import bench_throughput
+from bench.report import goal, machine_description, markdown_table, record_goals, update_section
 from triglot.config import compose
 from triglot.config.data import LangIdOptions, SourceSpec
 
@@ -308,152 +307,6 @@ def bench_html() -> tuple[str, list[dict]]:
     return table, goals
 
 
-def _input_bytes(sources: list[dict]) -> int:
-    import glob
-
-    os.chdir(REPO)
-    return sum(os.path.getsize(p) for s in sources for pattern in s["paths"] for p in glob.glob(pattern))
-
-
-def time_triglot(sources: list[dict], workers: int, out: Path, extra: dict | None = None) -> dict:
-    cfg = compose({"run": {"dir": str(out)}, "data": {"sources": sources, **(extra or {})}})
-    cpu_before = _cpu_seconds()
-    start = time.perf_counter()
-    manifest = run_clean_stage(cfg, force=True, workers=workers)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu_before, "docs": manifest["counts"]["docs_in"],
-            "kept": manifest["counts"]["kept"]}
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU of this process and its finished children (the worker processes)."""
-    import resource
-
-    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-
-
-def _xxhash_accepts_str() -> None:
-    """xxhash 4 no longer hashes str; datatrove 0.10 passes str. Encode first (what datatrove would need to do)."""
-    import xxhash
-    from datatrove.utils.hashes import xxhash as dt_xxhash
-
-    dt_xxhash.xxhash32 = lambda data: xxhash.xxh32_intdigest(data.encode() if isinstance(data, str) else data)
-    dt_xxhash.xxhash64 = lambda data: xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
-
-
-def time_datatrove(folder_sources: list[tuple[str, str, str, str]], work: Path) -> dict:
-    """Reading (JSONL, CSV), Gopher quality filter and the four MinHash dedup stages, one task each."""
-    from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup import (
-        MinhashDedupBuckets,
-        MinhashDedupCluster,
-        MinhashDedupFilter,
-        MinhashDedupSignature,
-    )
-    from datatrove.pipeline.dedup.minhash import MinhashConfig
-    from datatrove.pipeline.filters import GopherQualityFilter
-    from datatrove.pipeline.readers import CSVReader, JsonlReader
-    from datatrove.pipeline.writers import JsonlWriter
-
-    _xxhash_accepts_str()
-    config = MinhashConfig()
-
-    def readers() -> list:
-        return [JsonlReader(folder, glob_pattern=pattern, text_key=key) if kind == "jsonl" else
-                CSVReader(folder, glob_pattern=pattern, text_key=key) for kind, folder, pattern, key in folder_sources]
-
-    def run(pipeline: list, tasks: int = 1, name: str = "") -> None:
-        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(work / "logs" / name),
-                              skip_completed=False).run()
-
-    # The layout of datatrove's own MinHash example: signatures, buckets, clusters, then the input is read
-    # again and filtered by the removal lists.
-    cpu_before = _cpu_seconds()
-    start = time.perf_counter()
-    run([*readers(), GopherQualityFilter(), MinhashDedupSignature(str(work / "sigs"), config=config)], name="filter")
-    run([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)],
-        tasks=config.num_buckets, name="buckets")
-    run([MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=config)], name="cluster")
-    run([*readers(), GopherQualityFilter(), MinhashDedupFilter(str(work / "remove")), JsonlWriter(str(work / "out"))],
-        name="dedup")
-    seconds = time.perf_counter() - start
-    stats = json.loads((work / "logs/filter/stats.json").read_text())
-    docs = sum(s["stats"].get("documents", {}).get("total", 0) for s in stats if "READER" in s["name"].upper())
-    kept = sum(s["stats"].get("total", 0) - s["stats"].get("dropped", 0) for s in stats if "GOPHER" in s["name"].upper())
-    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu_before, "docs": docs, "kept_by_quality_filter": kept}
-
-
-def plot_scaling(scaling: dict[int, dict], mb: float) -> str:
-    """Throughput of the full clean against the number of workers, beside perfect scaling."""
-    plt = pyplot()
-    workers = sorted(scaling)
-    measured = [mb / scaling[w]["seconds"] for w in workers]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(workers, [measured[0] * w for w in workers], ls="--", color="grey", label="linear in workers")
-    ax.plot(workers, measured, marker="o", label="triglot data clean")
-    for w, y in zip(workers, measured, strict=True):
-        ax.annotate(f"{y:.2f} MB/s", (w, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
-    ax.set_xticks(workers)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel(f"--workers (machine has {os.cpu_count()} cores)")
-    ax.set_ylabel("input MB/s")
-    ax.set_title("Full clean of configs/data/all.yaml")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    path = savefig(fig, "clean_workers.png")
-    plt.close(fig)
-    return path
-
-
-def bench_throughput(tmp: Path, worker_counts: list[int]) -> tuple[str, list[dict]]:
-    all_sources = yaml.safe_load((REPO / "configs/data/all.yaml").read_text())
-    extra = {k: v for k, v in all_sources.items() if k not in ("sources", "workers")}
-    sources = all_sources["sources"]
-    mb = _input_bytes(sources) / 1e6
-    scaling = {}
-    for w in worker_counts:
-        scaling[w] = time_triglot(sources, w, tmp / f"w{w}", extra)
-        print(f"triglot all sources, {w} worker(s): {scaling[w]}", flush=True)
-    one, two = scaling[1], scaling[2]
-    speedup = one["seconds"] / two["seconds"]
-    rows = [[f"triglot full clean, {w} worker(s)", r["docs"], f"{mb:.1f}", f"{r['seconds']:.1f}", f"{r['cpu']:.1f}",
-             f"{r['docs'] / r['seconds'] / w:.0f}", f"{mb / r['seconds'] / w:.2f}"] for w, r in scaling.items()]
-    # Same input for both: the JSONL and CSV corpora (formats datatrove reads).
-    common = [s for s in sources if s["format"] in ("jsonl", "csv") and not s.get("text_fields")]
-    folder_sources = []
-    for s in common:
-        path = Path(s["paths"][0])
-        folder_sources.append((s["format"], str(REPO / path.parent), path.name, s.get("text_field", "text")))
-    common_mb = _input_bytes(common) / 1e6
-    ours = time_triglot(common, 1, tmp / "common", extra)
-    print(f"triglot same input, 1 worker: {ours}", flush=True)
-    theirs = time_datatrove(folder_sources, tmp / "datatrove")
-    print(f"same input: triglot {ours}, datatrove {theirs}", flush=True)
-    for name, r in (("triglot, same input, 1 worker", ours), ("datatrove, same input, 1 task", theirs)):
-        rows.append([name, r["docs"], f"{common_mb:.1f}", f"{r['seconds']:.1f}", f"{r.get('cpu', float('nan')):.1f}",
-                     f"{r['docs'] / r['seconds']:.0f}", f"{common_mb / r['seconds']:.2f}"])
-    ratio = theirs["seconds"] / ours["seconds"]
-    goals = [goal("clean: --workers 2 speed-up over --workers 1", speedup, 1.7, unit="x"),
-             goal("clean: triglot speed / datatrove speed, same input", ratio, 1.0, unit="x")]
-    table = markdown_table(["run", "docs in", "input MB", "wall s", "CPU s", "docs/s per core", "MB/s per core"], rows)
-    table += (f"\n\n- `--workers 2` speedup over `--workers 1`: **{speedup:.2f}x** (goal >= 1.7x: "
-              f"{'met' if goals[0]['met'] else 'NOT met'}).\n"
-              f"- triglot speed relative to datatrove on the same input: **{ratio:.2f}x** (goal >= 1.0x: "
-              f"{'met' if goals[1]['met'] else 'NOT met'}). datatrove does reading, its Gopher quality filter "
-              f"(English word tokenizer for all text; it keeps {theirs['kept_by_quality_filter']} of {theirs['docs']} "
-              f"documents, so its dedup sees fewer, against {ours['kept']} kept by triglot) "
-              "and 5-gram MinHash dedup in four stages; triglot also "
-              "normalises, identifies language and variety, runs CJK-aware filters, scrubs PII, dedups exactly "
-              "and writes parquet plus a report.\n"
-              f"- By CPU time (less sensitive to other jobs on a shared machine) triglot is "
-              f"**{theirs['cpu'] / ours['cpu']:.2f}x** datatrove on the same input.\n"
-              f"- Load average after measuring: {', '.join(f'{x:.1f}' for x in os.getloadavg())}. "
-              "The wall-time speedup needs the cores free, so it is only meaningful on an otherwise idle machine."
-              f"\n\n![clean throughput against workers]({plot_scaling(scaling, mb)})")
-    return table, goals
-
-
 def _recorded_throughput() -> tuple[str, list[dict]]:
     """The throughput subsection and goals as last recorded (for --keep-throughput)."""
     from bench.report import DOC, RESULTS
@@ -476,7 +329,13 @@ def main() -> None:
                              "are kept as they are (docs/ rewritten)")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="worker counts to time (default 1, 2 and powers of two up to the core count)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="only the same-input comparison with datatrove, on 2,000 documents per source; prints")
     args = parser.parse_args()
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(bench_throughput(Path(tmp), [], smoke=True)[0])
+        return
     cores = os.cpu_count() or 1
     workers = sorted({1, 2, *(args.workers or [2 ** i for i in range(2, 6) if 2 ** i <= cores])})
     os.chdir(REPO)

@@ -1,9 +1,13 @@
-"""GPU training throughput: `triglot train` on a ~1B Llama at sequence length 4096 in bf16, against a
-minimal plain-PyTorch loop on the same model, reporting tokens/s and MFU (needs one NVIDIA/AMD GPU).
+"""GPU training throughput: `triglot train` on a ~1B Llama at sequence length 4096 in bf16 on one device, its MFU
+against the profile's peak, and tokens/s against a plain PyTorch loop and HF Trainer with DeepSpeed doing the same work.
 
     python -m bench.gpu_train [--steps 30] [--micro 2] [--global-batch 16]
+    python -m bench.gpu_train --smoke-on-cpu       # tiny model on CPU: checks the script, measures nothing
 
-Each variant runs in its own process; results go to the `gpu_train` section of docs/BENCHMARKS.md.
+Every row reads the same packed documents (document masking by position ids), uses the same experiment file
+(model, batch, precision, optimizer, schedule, clipping, DeepSpeed config) and the same clock: tokens over the
+wall time of the same steps, from the end of the warm-up steps to the end of the last, data wait included.
+The baselines are bench/bench_train.py's workers. Results go to the `gpu_train` section of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -11,165 +15,151 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from bench.report import goal, machine_description, markdown_table, record_goals, update_section
-from triglot.config import compose, load_config
+from bench.report import goal, machine_description, markdown_table, publish, versions
+from triglot.config import load_config
 from triglot.packed import ShardWriter, token_dtype, write_meta
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENT = ROOT / "configs" / "experiments" / "quickstart.yaml"
+BENCH_TRAIN = str(Path(__file__).resolve().with_name("bench_train.py"))
 VOCAB = 32000
-WARMUP_STEPS = 5  # excluded from the averages (compilation, allocator warmup)
+MFU_GOAL = 0.45
 
 
-def synthetic_packed(folder: Path, tokens: int, seed: int = 0) -> Path:
-    """Random documents of 256..8192 tokens: throughput does not depend on the text."""
+def synthetic_packed(folder: Path, tokens: int, max_doc: int, seed: int = 0) -> Path:
+    """Random documents of 256..max_doc tokens: throughput does not depend on the text."""
     rng = np.random.default_rng(seed)
     writer = ShardWriter(folder, "shard-00000", token_dtype(VOCAB))
     written = 0
     while written < tokens:
-        n = int(rng.integers(256, 8192))
+        n = int(rng.integers(min(256, max_doc // 2), max_doc))
         writer.add(np.append(rng.integers(3, VOCAB, n - 1), 2), language="en", source="synthetic", doc_id=str(written))
         written += n
     write_meta(folder, dtype=token_dtype(VOCAB), vocab_size=VOCAB, eos_id=2, shards=[writer.close()])
     return folder
 
 
-def triglot_variant(args: argparse.Namespace, name: str, overrides: list[str], data: Path, work: Path) -> dict:
-    """`triglot train` through torchrun on one GPU; tokens/s and MFU from its metrics.jsonl."""
-    run_dir = work / name
-    from triglot.launch.torchrun import TORCHRUN, torchrun_argv, triglot_target
-
-    cmd = torchrun_argv(1, triglot_target([
-           "train", str(EXPERIMENT), f"model={args.model}", "hardware=auto", f"run.dir={run_dir}", f"train.data_dir={data}",
-           f"train.seq_len={args.seq_len}", f"train.global_batch_size={args.global_batch}",
-           f"train.micro_batch_size={args.micro}", f"train.steps={args.steps}", "train.zero_stage=1",
-           "train.warmup_steps=2", "train.val_every=0", "train.val_fraction=0", "train.checkpoint.every=1000000",
-           "train.checkpoint.export_hf=false", "tracking.mode=disabled", f"model.max_seq_len={args.seq_len}",
-           *overrides]), launcher=TORCHRUN)
-    started = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    if proc.returncode != 0:
-        return {"variant": name, "error": proc.stderr[-2000:]}
-    rows = [json.loads(line) for line in (run_dir / "checkpoints" / "metrics.jsonl").read_text().splitlines()]
-    steady = [r for r in rows if "tokens_per_s" in r and r.get("step", 0) > WARMUP_STEPS]
-    return {"variant": name, "tokens_per_s": float(np.mean([r["tokens_per_s"] for r in steady])),
-            "mfu": float(np.mean([r["mfu"] for r in steady])), "wall_s": time.time() - started,
-            "memory_gb": max(r.get("memory_gb", 0) for r in steady)}
+def experiment(args: argparse.Namespace, data: Path, run_dir: Path, compile_model: bool) -> Path:
+    """The one experiment file every row runs (triglot itself, and the baselines through load_config)."""
+    config = {"defaults": {"model": args.model, "hardware": "cpu" if args.smoke_on_cpu else "auto"},
+              "run": {"name": "gpu-bench", "dir": str(run_dir)}, "tracking": {"mode": "disabled"},
+              "model": {"max_seq_len": args.seq_len},
+              "hardware": {"compile": compile_model},
+              "train": {"steps": args.steps, "seq_len": args.seq_len, "global_batch_size": args.global_batch,
+                        "micro_batch_size": args.micro, "lr": 3e-4, "warmup_steps": 2, "zero_stage": 1,
+                        "data_dir": str(data), "val_every": 0, "checkpoint": {"every": 0, "export_hf": False}}}
+    path = run_dir.with_suffix(".yaml")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
 
-def plain_loop(args: argparse.Namespace, compile_model: bool) -> dict:
-    """Baseline: LlamaForCausalLM, bf16 autocast, fused AdamW, flash SDPA, no DeepSpeed, no packing masks."""
-    import torch
-    from triglot.train.model import flops_per_token, llama_config
+def run_row(args: argparse.Namespace, name: str, mode: str, data: Path, work: Path, compile_model: bool) -> dict:
+    """One row in its own torchrun process on one device; tokens/s by the shared clock."""
+    from bench.bench_train import triglot_tokens_per_s
+    from triglot.testing import run_torchrun
 
-    from triglot.hardware import device_for, peak_flops, synchronize
+    slug = "".join(c if c.isalnum() else "-" for c in name)
+    exp = experiment(args, data, work / slug, compile_model)
+    env = {"BENCH_WARMUP": str(args.warmup)}
+    try:
+        if mode == "triglot":
+            run_torchrun(1, ["train", str(exp)], timeout=args.timeout, env=env)
+            tps = triglot_tokens_per_s(work / slug, args.steps, args.warmup, args.global_batch * args.seq_len)
+        else:
+            out = work / f"{slug}.json"
+            run_torchrun(1, [mode, str(exp), str(out)], script=BENCH_TRAIN, timeout=args.timeout, env=env)
+            tps = json.loads(out.read_text())["tokens_per_s"]
+    except (AssertionError, OSError, KeyError, ValueError) as err:
+        return {"variant": name, "error": str(err)[-2000:]}
+    return {"variant": name, "tokens_per_s": tps, "mfu": mfu(exp, tps, args.seq_len)}
 
-    cfg = compose({"defaults": {"model": args.model, "hardware": "auto"}, "model": {"max_seq_len": args.seq_len}})
-    device = device_for(0)
-    from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(llama_config(cfg.model, VOCAB, "sdpa"), dtype=torch.float32).to(device)
-    if compile_model:
-        model.compile()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
-    accumulation = args.global_batch // args.micro
-    tokens_per_step = args.global_batch * args.seq_len
-    times = []
-    for step in range(args.steps):
-        start = time.perf_counter()
-        for _ in range(accumulation):
-            ids = torch.randint(3, VOCAB, (args.micro, args.seq_len), device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = model(input_ids=ids, labels=ids, use_cache=False).loss / accumulation
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        synchronize()
-        if step >= WARMUP_STEPS:
-            times.append(time.perf_counter() - start)
-    tps = tokens_per_step / float(np.mean(times))
-    mfu = tps * flops_per_token(cfg.model, VOCAB, args.seq_len) / peak_flops(cfg.hardware)
-    return {"variant": f"plain PyTorch loop{' + compile' if compile_model else ''}", "tokens_per_s": tps, "mfu": mfu}
+def mfu(exp: Path, tokens_per_s: float, seq_len: int) -> float:
+    from triglot.train.model import flops_per_token
+
+    from triglot.hardware import peak_flops
+
+    cfg = load_config(str(exp))
+    peak = peak_flops(cfg.hardware)
+    return tokens_per_s * flops_per_token(cfg.model, VOCAB, seq_len) / peak if peak else 0.0
+
+
+ROWS = (("triglot train", "triglot", False), ("triglot train + compile", "triglot", True),
+        ("plain PyTorch loop (DDP, bf16 autocast, fused AdamW)", "--ddp-worker", False),
+        ("plain PyTorch loop + compile", "--ddp-worker", True),
+        ("HF Trainer + DeepSpeed (same DeepSpeed config)", "--hf-worker", False))
+
+
+def report(args: argparse.Namespace, results: list[dict], hardware, product: str, record: bool) -> None:
+    ok = [r for r in results if "error" not in r]
+    best = {kind: max((r for r in ok if r["variant"].startswith(kind)), key=lambda r: r["tokens_per_s"], default=None)
+            for kind in ("triglot", "plain", "HF")}
+    rows = [[r["variant"], "failed", "", r["error"].strip().splitlines()[-1][:120]] if "error" in r else
+            [r["variant"], f"{r['tokens_per_s']:,.0f}", f"{100 * r['mfu']:.1f}%",
+             f"{best['triglot']['tokens_per_s'] / r['tokens_per_s']:.3f}" if best["triglot"] else ""]
+            for r in results]
+    goals = []
+    if best["triglot"]:
+        ours = best["triglot"]
+        goals.append(goal(f"GPU: MFU of {ours['variant']}, {args.model} seq {args.seq_len}", 100 * ours["mfu"],
+                          100 * MFU_GOAL, unit="%", baseline=f"profile peak {hardware.name}"))
+        for kind, target, base in (("plain", 0.95, f"plain PyTorch loop ({versions('torch')})"),
+                                   ("HF", 1.0, f"HF Trainer + DeepSpeed ({versions('transformers', 'deepspeed')})")):
+            if best[kind]:
+                goals.append(goal(f"GPU: tokens/s best triglot / best {base.split(' (')[0]}",
+                                  ours["tokens_per_s"] / best[kind]["tokens_per_s"], target, baseline=base))
+    body = "\n".join([
+        f"## GPU training throughput ({args.model} Llama, seq {args.seq_len}, "
+        f"{getattr(hardware.precision, 'value', hardware.precision)}, one device)", "",
+        f"Machine: {machine_description()}; device {product}; profile `{hardware.name}` "
+        f"(peak {hardware.peak_tflops.get('bf16', 0):g} TFLOP/s bf16, dense).", "",
+        f"Global batch {args.global_batch} x {args.seq_len} tokens, micro-batch {args.micro}, {args.steps} steps, "
+        f"timed from the end of step {args.warmup} to the end of the last (tokens over wall time, data wait "
+        "included) for every row; the same packed documents with document masking; MFU against the profile's "
+        f"peak (goal >= {100 * MFU_GOAL:.0f}%).", "",
+        markdown_table(["variant", "tokens/s", "MFU", "best triglot / this"], rows),
+    ])
+    publish("gpu_train", body, goals, record=record)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5, help="steps before the clock starts (compile, allocator)")
     parser.add_argument("--seq-len", type=int, default=4096)
     parser.add_argument("--micro", type=int, default=2)
     parser.add_argument("--global-batch", type=int, default=16)
-    parser.add_argument("--timeout", type=int, default=900)
-    parser.add_argument("--baseline-only", action="store_true")
+    parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--model", default="1b", help="model config (a smaller one for a smoke run)")
-    parser.add_argument("--smoke-on-cpu", action="store_true", help="run on CPU to check the script, not to measure")
+    parser.add_argument("--smoke-on-cpu", action="store_true",
+                        help="tiny model, 6 steps of 2 x 256 on CPU: checks the script, records nothing")
     args = parser.parse_args()
-
     from triglot.hardware import detect
 
     device = detect()
-    if device.accelerator == "cpu" and not args.smoke_on_cpu:
+    if args.smoke_on_cpu:
+        args.model, args.seq_len, args.micro, args.global_batch, args.steps, args.warmup = "tiny", 256, 2, 2, 6, 2
+    elif device.accelerator == "cpu":
         print("bench.gpu_train needs a GPU; this machine has none (docs/BENCHMARKS.md left as it is)")
         return 2
-    hardware = load_config(EXPERIMENT, ["hardware=auto"]).hardware
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data = synthetic_packed(work / "packed", args.steps * args.global_batch * args.seq_len * 2)
-        if not args.baseline_only:
-            for name, overrides in (
-                ("triglot train", []),
-                ("triglot train + compile", ["hardware.compile=true"]),
-                ("triglot train + compile + activation checkpointing",
-                 ["hardware.compile=true", "hardware.activation_checkpointing=true"]),
-            ):
-                results.append(triglot_variant(args, name, overrides, data, work))
-                print(json.dumps(results[-1]), flush=True)
-        for compile_model in (False, True):
-            results.append(plain_loop(args, compile_model))
-            print(json.dumps(results[-1]), flush=True)
-
-    baseline = max((r["tokens_per_s"] for r in results if r["variant"].startswith("plain")), default=0.0)
-    rows = []
-    for r in results:
-        if "error" in r:
-            rows.append([r["variant"], "failed", "", "", r["error"].splitlines()[-1][:120]])
-            continue
-        ratio = r["tokens_per_s"] / baseline if baseline else 0.0
-        rows.append([r["variant"], f"{r['tokens_per_s']:,.0f}", f"{100 * r['mfu']:.1f}%", f"{ratio:.2f}",
-                     "met" if r["mfu"] >= 0.45 else "not met"])
-    body = "\n".join([
-        f"## GPU training throughput ({args.model} Llama, seq {args.seq_len}, {hardware.precision.value}, one device)",
-        "",
-        f"Machine: {machine_description()}; profile `{hardware.name}` "
-        f"(peak {hardware.peak_tflops.get('bf16', 0):g} TFLOP/s bf16, dense).",
-        f"Global batch {args.global_batch} x {args.seq_len} tokens, micro-batch {args.micro}, {args.steps} steps, "
-        f"first {WARMUP_STEPS} excluded. Ratio: tokens/s against the fastest plain PyTorch loop. Goal: MFU >= 45%.",
-        "",
-        markdown_table(["variant", "tokens/s", "MFU", "ratio", "MFU goal"], rows),
-        "",
-        f"Driver and device as reported by nvidia-smi; device product: {device.product}.",
-    ])
-    print(body)
-    if device.accelerator != "cpu":
-        update_section("gpu_train", body)
-        measured = [r for r in results if "error" not in r and not r["variant"].startswith("plain")]
-        if measured and baseline:
-            best = max(measured, key=lambda r: r["tokens_per_s"])
-            record_goals("gpu_train", [goal(f"GPU: MFU of {best['variant']}, {args.model} seq {args.seq_len}",
-                                            100 * best["mfu"], 45, unit="%"),
-                                       goal("GPU: tokens/s of triglot train / plain PyTorch loop",
-                                            best["tokens_per_s"] / baseline, 0.9)])
-    return 0
+        data = synthetic_packed(work / "packed", args.steps * args.global_batch * args.seq_len * 2, 2 * args.seq_len)
+        results = []
+        for name, mode, compile_model in ROWS:
+            if args.smoke_on_cpu and compile_model:
+                continue  # compiling on CPU takes minutes and checks nothing more here
+            results.append(run_row(args, name, mode, data, work, compile_model))
+            print(json.dumps(results[-1])[:400], flush=True)
+        hardware = load_config(str(experiment(args, data, work / "hw", False))).hardware
+    report(args, results, hardware, device.product, record=not args.smoke_on_cpu)
+    return 0 if all("error" not in r for r in results) else 1
 
 
 if __name__ == "__main__":
