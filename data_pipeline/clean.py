@@ -100,6 +100,8 @@ def work_dir(out_dir: Path, cfg: Any) -> Path:
     plain = OmegaConf.to_container(cfg.data, resolve=True) if OmegaConf.is_config(cfg.data) else dict(cfg.data)
     for key in ("workers", "output_dir", "rows_per_part", "name"):
         plain.pop(key, None)
+    if isinstance(plain.get("dedup"), dict):
+        plain["dedup"].pop("partitions", None)  # how the global dedup is split does not change a unit
     plain["pipeline"] = pipeline_fingerprint()
     return out_dir / "_work" / config_hash(plain)
 

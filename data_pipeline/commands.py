@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from triglot.cli import add_config_args, config_from_args
-from triglot.errors import ConfigError
+from triglot.errors import ConfigError, InputError
 
 
 def load_clean_config(args: argparse.Namespace) -> Any:
@@ -54,8 +54,24 @@ def _clean(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from triglot.data_pipeline.clean import merge_clean_stage
+    from triglot.data_pipeline.dedup_partitions import missing_partitions, run_partition, stage_dedup_plan
 
-    result = merge_clean_stage(load_clean_config(args), force=args.force)
+    if args.partitions is not None:
+        args.overrides = [*args.overrides, f"data.dedup.partitions={args.partitions}"]
+    cfg = load_clean_config(args)
+    if (args.partition is None) != (args.phase is None):
+        raise ConfigError("--partition P and --phase exact|near go together (one dedup partition task)")
+    if args.partition is not None:
+        marker = run_partition(stage_dedup_plan(cfg), args.phase, args.partition, force=args.force)
+        print(" ".join(f"{k}={marker[k]}" for k in ("phase", "partition", "of", "keys", "dropped", "skipped")))
+        return 0
+    if args.write_only:
+        missing = missing_partitions(stage_dedup_plan(cfg))
+        if missing:
+            phase, p = missing[0]
+            raise InputError(f"{len(missing)} dedup partition task(s) not done (first: {phase} {p}); run "
+                             f"`triglot data merge CONFIG --phase {phase} --partition {p}` or drop --write-only")
+    result = merge_clean_stage(cfg, force=args.force)
     print(" ".join(f"{k}={v}" for k, v in result.get("counts", {}).items()))
     return 0
 
@@ -70,4 +86,12 @@ def add_commands(subparsers: Any, groups: dict[str, Any]) -> None:
     clean.set_defaults(func=_clean)
     merge = groups["data"].add_parser("merge", help="after sharded cleaning: global dedup, shards and report")
     add_config_args(merge)
+    merge.add_argument("--partitions", type=int, default=None, metavar="K",
+                       help="dedup in K key buckets, K processes here (data.dedup.partitions)")
+    merge.add_argument("--phase", choices=("exact", "near"), default=None,
+                       help="with --partition: which dedup pass (every exact partition before any near one)")
+    merge.add_argument("--partition", type=int, default=None, metavar="P",
+                       help="run only dedup partition P of K (e.g. $SLURM_ARRAY_TASK_ID) and exit")
+    merge.add_argument("--write-only", action="store_true",
+                       help="only write shards and report; fail if a dedup partition task is not done")
     merge.set_defaults(func=_merge)

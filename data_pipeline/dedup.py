@@ -12,7 +12,6 @@ import zlib
 from functools import lru_cache
 
 import numpy as np
-from datasketch import MinHash
 from triglot.data_pipeline.langid import LATIN_WORD, codepoints, fold_codepoints
 
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -30,6 +29,22 @@ def exact_key(text: str) -> int:
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _FMIX = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def fmix64(keys: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, element-wise (wrapping uint64)."""
+    shift, m1, m2 = _FMIX
+    with np.errstate(over="ignore"):
+        h = keys ^ (keys >> shift)
+        h = h * m1
+        h = h ^ (h >> shift)
+        h = h * m2
+        return h ^ (h >> shift)
+
+
+def key_bucket(keys: np.ndarray, partitions: int) -> np.ndarray:
+    """Dedup partition of each 64-bit key (exact or band key): mixed, then modulo `partitions`."""
+    return fmix64(keys) % np.uint64(partitions)
 
 
 def ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
@@ -55,6 +70,8 @@ def shingle_hashes(text: str, chinese: bool, cjk_ngram: int, word_ngram: int) ->
 @lru_cache(maxsize=4)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Affine permutation parameters (a, b) of datasketch's MinHash (scheme affine64) for this seed."""
+    from datasketch import MinHash  # imported here: datasketch pulls in scipy, which the merge never needs
+
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine64").permutations
     return a.astype(np.uint64), b.astype(np.uint64)
 
@@ -66,14 +83,8 @@ def minhash_signature(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarra
     a, b = permutations(num_perm, seed)
     if len(hashes) == 0:
         return np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-    shift, m1, m2 = _FMIX
     with np.errstate(over="ignore"):
-        h = hashes ^ (hashes >> shift)
-        h = h * m1
-        h = h ^ (h >> shift)
-        h = h * m2
-        h = h ^ (h >> shift)
-        return (np.outer(h, a) + b).min(axis=0)
+        return (np.outer(fmix64(hashes), a) + b).min(axis=0)
 
 
 @lru_cache(maxsize=4)

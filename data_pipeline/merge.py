@@ -1,5 +1,8 @@
 """Global step after all units are done: exact and near-duplicate removal across the whole run, then
 the final part-*.parquet shards, streamed unit by unit so memory holds only keys, not text.
+
+The dedup itself runs in data.dedup.partitions key buckets (dedup_partitions.py); `load_keys` with
+dedup.duplicate_masks is the same dedup in one process, kept as the reference it is checked against.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
-from triglot.data_pipeline.dedup import duplicate_masks
+from triglot.data_pipeline.dedup_partitions import DropLists, band_matrix, dedup_plan, run_partitions
 from triglot.data_pipeline.stats import CleanStats
 
 log = logging.getLogger(__name__)
@@ -26,8 +29,7 @@ def load_keys(unit_files: list[Path], bands: int) -> tuple[np.ndarray, np.ndarra
         counts.append(table.num_rows)
         exact.append(table.column("exact_key").to_numpy())
         order.append(table.column("order").to_numpy())
-        blob = b"".join(table.column("bands").to_pylist())
-        band_rows.append(np.frombuffer(blob, dtype="<u8").reshape(table.num_rows, bands))
+        band_rows.append(band_matrix(table.column("bands"), bands))
     if not counts:
         return np.zeros(0, np.uint64), np.zeros((0, bands), np.uint64), np.zeros(0, np.int64), []
     return np.concatenate(exact), np.concatenate(band_rows), np.concatenate(order), counts
@@ -65,29 +67,31 @@ class PartWriter:
 def merge_units(unit_files: list[Path], out_dir: Path, cfg, stats: CleanStats) -> tuple[list[Path], dict]:
     """Deduplicate across all units (in run order, earliest copy kept) and write the final shards.
 
-    Returns the part files and the kept counts by source and language.
+    Returns the part files and the kept counts by source and language. Dedup partitions not yet done
+    (by `triglot data merge --phase P --partition p` tasks) run first, in data.dedup.partitions processes.
     """
-    exact, bands, order, counts = load_keys(unit_files, cfg.dedup.bands)
-    run_order = np.argsort(order, kind="stable")
-    exact_dup, near_dup = np.zeros(len(order), bool), np.zeros(len(order), bool)
-    exact_dup[run_order], near_dup[run_order] = duplicate_masks(exact[run_order], bands[run_order],
-                                                                cfg.dedup.exact, cfg.dedup.near)
-    log.info("dedup over %d documents: %d exact, %d near duplicates", len(exact), exact_dup.sum(), near_dup.sum())
+    plan = dedup_plan(unit_files, cfg.dedup)
+    run_partitions(plan)
+    exact_drops, near_drops = DropLists(plan, "exact"), DropLists(plan, "near")
     for old in out_dir.glob("part-*.parquet"):
         old.unlink()
     writer = PartWriter(out_dir, cfg.rows_per_part)
     kept = {"by_source": {}, "by_language": {}, "docs": 0, "chars": 0}
-    offset = 0
-    for path, n in tqdm(list(zip(unit_files, counts, strict=False)), desc="write shards", unit="unit", leave=False):
+    removed = {"exact": 0, "near": 0}
+    for unit, path in enumerate(tqdm(unit_files, desc="write shards", unit="unit", leave=False)):
         table = pq.read_table(path)
-        ex, nd = exact_dup[offset:offset + n], near_dup[offset:offset + n]
-        offset += n
+        ex = exact_drops.unit_mask(unit, table.num_rows)
+        nd = near_drops.unit_mask(unit, table.num_rows)
+        removed["exact"] += int(ex.sum())
+        removed["near"] += int((nd & ~ex).sum())
         _count_removed(table, ex, "dedup_exact", stats)
         _count_removed(table, nd & ~ex, "dedup_near", stats)
         table = table.filter(pa.array(~(ex | nd)))
         _count_kept(table, kept)
         writer.write(table.select(OUTPUT_COLUMNS))
     writer.close()
+    log.info("dedup over %d units in %d partitions: %d exact, %d near duplicates", len(unit_files),
+             plan.partitions, removed["exact"], removed["near"])
     return writer.paths, kept
 
 

@@ -122,6 +122,9 @@ class DedupOptions:
     cjk_ngram: int = 5
     word_ngram: int = 5
     seed: int = 1
+    # Global dedup in K key buckets (hash of the exact or band key modulo K): `triglot data merge` runs them in
+    # K processes, `launch slurm clean` as K-task arrays; each holds about 1/K of the keys. Same kept set for any K.
+    partitions: int = 1
 
 
 @dataclass
