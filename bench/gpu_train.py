@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -62,22 +63,33 @@ def experiment(args: argparse.Namespace, data: Path, run_dir: Path, compile_mode
 def run_row(args: argparse.Namespace, name: str, mode: str, data: Path, work: Path, compile_model: bool) -> dict:
     """One row in its own torchrun process on one device; tokens/s by the shared clock."""
     from bench.bench_train import triglot_tokens_per_s
-    from triglot.testing import run_torchrun
 
     slug = "".join(c if c.isalnum() else "-" for c in name)
     exp = experiment(args, data, work / slug, compile_model)
     env = {"BENCH_WARMUP": str(args.warmup)}
     try:
         if mode == "triglot":
-            run_torchrun(1, ["train", str(exp)], timeout=args.timeout, env=env)
+            torchrun(["train", str(exp)], None, env, args.timeout)
             tps = triglot_tokens_per_s(work / slug, args.steps, args.warmup, args.global_batch * args.seq_len)
         else:
             out = work / f"{slug}.json"
-            run_torchrun(1, [mode, str(exp), str(out)], script=BENCH_TRAIN, timeout=args.timeout, env=env)
+            torchrun([mode, str(exp), str(out)], BENCH_TRAIN, env, args.timeout)
             tps = json.loads(out.read_text())["tokens_per_s"]
-    except (AssertionError, OSError, KeyError, ValueError) as err:
+    except (RuntimeError, OSError, KeyError, ValueError, subprocess.TimeoutExpired) as err:
         return {"variant": name, "error": str(err)[-2000:]}
     return {"variant": name, "tokens_per_s": tps, "mfu": mfu(exp, tps, args.seq_len)}
+
+
+def torchrun(argv: list[str], script: str | None, env: dict[str, str], timeout: int) -> None:
+    """torchrun with one process, in this environment (the device left to DeepSpeed's detection)."""
+    from triglot.testing import REPO_ROOT, torchrun_argv
+
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
+            "PYTHONUNBUFFERED": "1", **env}
+    proc = subprocess.run(torchrun_argv(1, argv, script), cwd=REPO_ROOT, env=full, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-3000:]}")
 
 
 def mfu(exp: Path, tokens_per_s: float, seq_len: int) -> float:
@@ -144,6 +156,7 @@ def main() -> int:
 
     device = detect()
     if args.smoke_on_cpu:
+        os.environ.update({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"})
         args.model, args.seq_len, args.micro, args.global_batch, args.steps, args.warmup = "tiny", 256, 2, 2, 6, 2
     elif device.accelerator == "cpu":
         print("bench.gpu_train needs a GPU; this machine has none (docs/BENCHMARKS.md left as it is)")
