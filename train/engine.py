@@ -18,6 +18,9 @@ from triglot.errors import ConfigError
 
 def batch_layout(train: Any, hardware: Any, world: int) -> BatchLayout:
     """Per-rank micro-batch sizes and accumulation steps that make up train.global_batch_size."""
+    if isinstance(train.micro_batch_sizes, str):  # auto: measured by train.balance in `triglot train` only
+        raise ConfigError("train.micro_batch_sizes=auto is worked out by pretraining (`triglot train`) only; "
+                          "give one size per rank here, e.g. train.micro_batch_sizes=[3,5]")
     if train.micro_batch_sizes:
         sizes = [int(s) for s in train.micro_batch_sizes]
         if len(sizes) != world:

@@ -24,7 +24,10 @@ class StepMetrics:
         cfg = trainer.cfg
         self.trainer, self.tracker = trainer, tracker
         self.flops_per_token = flops_per_token(cfg.model, trainer.vocab_size, cfg.train.seq_len)
-        self.peak = peak_flops(cfg.hardware) * trainer.world
+        # Each rank's own profile's peak (ranks on unlike devices); the job's MFU is all ranks' achieved FLOP/s
+        # over their summed peaks, i.e. each rank's MFU weighted by its peak (with equal ranks, the usual figure).
+        self.peaks = [r.peak_flops for r in trainer.ranks] or [peak_flops(cfg.hardware)] * trainer.world
+        self.peak = sum(self.peaks)
         self.last: dict[str, Any] = {}
         self.total_steps = int(cfg.train.steps)
         self.eta = Eta()
@@ -59,6 +62,7 @@ class StepMetrics:
             record["loss_scale"] = t.overflow_guard.scale()
         for r, n in enumerate(out["tokens_per_rank"]):
             record[f"tokens_per_s/rank{r}"] = n / seconds
+        record.update(self.per_rank(out, seconds))
         record.update({f"tokens_seen/{lang}": n for lang, n in t.tokens_seen.items()})
         self.last = record
         self.tracker.log(record, step=step)
@@ -67,6 +71,17 @@ class StepMetrics:
             log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f tok/s %.0f eta %s", step, self.total_steps,
                      record["loss"], record["lr"], record["grad_norm"], record["tokens_per_s"],
                      format_duration(remaining))
+
+    def per_rank(self, out: dict, seconds: float) -> dict:
+        """Each rank's micro-batch, its own forward/backward time, and its MFU against its own peak."""
+        t, record = self.trainer, {}
+        busy = out.get("rank_seconds") or [seconds] * t.world
+        for r, (n, own) in enumerate(zip(t.layout.micro_sizes, busy, strict=True)):
+            record[f"micro_batch/rank{r}"] = n
+            record[f"step_time_s/rank{r}"] = own
+            tokens = n * t.layout.accumulation * int(t.cfg.train.seq_len)
+            record[f"mfu/rank{r}"] = self.flops_per_token * tokens / seconds / self.peaks[r] if self.peaks[r] else 0.0
+        return record
 
     def summary(self, step: int) -> dict:
         out = {"steps": step, **{k: v for k, v in self.last.items() if not k.startswith("tokens_per_s/")}}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from triglot.train import balance
 from triglot.train import checkpoint as ckpt
 from triglot.train.coordination import (
     NonFiniteLoss,
@@ -76,6 +77,10 @@ def stage_config(cfg: Any) -> Any:
 class Trainer:
     """State of one rank's training run; `fit()` runs the loop from the newest checkpoint to the end."""
 
+    # Set by __init__; a subclass with its own __init__ keeps these (no auto split, MFU from cfg.hardware).
+    ranks: list = []
+    batch_split: dict = {}
+
     def __init__(self, cfg: Any, data_dir: Path, tokenizer_dir: Path | None):
         import torch.distributed as dist
 
@@ -94,20 +99,25 @@ class Trainer:
             self.val_docs = list(range(len(self.val_packed)))
         self.sampler = MixtureSampler(self.packed, train_docs, cfg.train.seq_len, seed, dict(cfg.train.mixture),
                                       cfg.train.mixture_by)
-        self.layout = batch_layout(cfg.train, cfg.hardware, self.world)
+        self.ranks = balance.rank_hardware(cfg, self.rank)  # every rank's device; mixed precision/backend refused
+        # train.micro_batch_sizes=auto: the layout comes from timing the model on every rank (see _engine).
+        self.layout = None if balance.is_auto(cfg.train) else batch_layout(cfg.train, cfg.hardware, self.world)
+        self.batch_split: dict = {}
         self.engine = self._engine()
         self.device = self.engine.device
         self.languages = sorted(set(self.packed.languages))
         self.stop = StopRequest().install()
 
     def _engine(self) -> Any:
-        ds_config = deepspeed_config(self.cfg, self.layout, self.rank)
         if self.cfg.train.zero_stage == 3:
             from transformers.integrations import HfDeepSpeedConfig
 
             # While this object lives, transformers builds and loads models sharded (zero.Init).
-            self._hf_ds = HfDeepSpeedConfig(ds_config)
+            self._hf_ds = HfDeepSpeedConfig(deepspeed_config(self.cfg, self.layout, self.rank))
         model = build_model(self.cfg, self.vocab_size, self.tokenizer)
+        if self.layout is None:
+            self.layout, self.batch_split = balance.balanced_layout(self.cfg, model, self.sampler, self.env,
+                                                                    self.ranks, self.root, self.vocab_size)
         if self.cfg.hardware.compile:
             model.compile()
         engine, self.ds_config = build_engine(self.cfg, model, self.layout, self.rank)
@@ -139,7 +149,7 @@ class Trainer:
         scale = self.world / global_tokens
         applied = dropped < self.world * len(micro_batches)
         scale_before = self.overflow_guard.scale()
-        loss_sum, bad = 0.0, 0.0
+        loss_sum, bad, started = 0.0, 0.0, time.perf_counter()
         for mb, kept in zip(micro_batches, keep, strict=True) if applied else ():
             loss = packed_loss_sum(self.engine, mb, self.device)[0] if kept else self._dropped_loss()
             finite = bool(loss.isfinite())
@@ -149,11 +159,13 @@ class Trainer:
             self.engine.step()
         if not applied:
             self.engine.skipped_steps += 1  # DeepSpeed's own count of skipped steps, kept in its checkpoints
-        reduced = self._all_reduce([loss_sum, bad, *extra])
+        # Each rank's own time in forward and backward (waits inside DeepSpeed's reductions included) in its slot.
+        busy = [time.perf_counter() - started if r == self.rank else 0.0 for r in range(self.world)]
+        reduced = self._all_reduce([loss_sum, bad, *extra, *busy])
         norm = self._check_step(step, reduced[1] > 0, scale_before, applied)
         return {"loss": reduced[0] / global_tokens, "tokens_per_rank": per_rank, "global_tokens": global_tokens,
                 "stop": stop, "skipped_batches": dropped, "step_applied": applied and self.engine.was_step_applied(),
-                "grad_norm": norm, "extra": reduced[2:]}
+                "grad_norm": norm, "extra": reduced[2:2 + len(extra)], "rank_seconds": reduced[2 + len(extra):]}
 
     def _kept_micro_batches(self, step: int, micro_batches: list[dict]) -> list[bool]:
         """All micro-batches, or with train.on_nonfinite=skip those whose loss is finite on every rank.
@@ -337,6 +349,8 @@ class Trainer:
                   "universal_checkpoint_info": {"universal_checkpoint_version": 0.2}}
         meta = {"step": step, "world_size": self.world, "zero_stage": self.zero_stage,
                 "global_batch_size": self.layout.global_batch, **ckpt.model_signature(self.engine.module)}
+        if self.batch_split:  # train.micro_batch_sizes=auto: reused on resume while the hardware is the same
+            meta["batch_split"] = self.batch_split
         extra = {"config.yaml": to_yaml(self.cfg), "lineage.json": self.lineage(), ckpt.META: meta}
         needed = self._check_space(step)
         folder = ckpt.save_checkpoint(self.engine, self.root, step, self.rank, client, extra, dist.barrier,

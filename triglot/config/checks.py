@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from omegaconf import ListConfig
+
 from triglot.errors import ConfigError
 
 # A profile name: letters, digits and _.+- (not first), as in configs/hardware/nvidia-h100.yaml.
@@ -78,13 +80,25 @@ def check_numbers(cfg: Any) -> None:
     for key in POSITIVE_FLOATS:
         if not float(_select(cfg, key)) > 0:
             raise ConfigError(f"{key} = {_select(cfg, key)} is impossible: use a value above 0")
-    sizes = list(cfg.train.micro_batch_sizes)
-    if any(int(size) < 1 for size in sizes):
-        raise ConfigError(f"train.micro_batch_sizes = {sizes}: every rank needs at least 1 sequence per micro-step")
+    check_micro_batch_sizes(cfg.train.micro_batch_sizes)
     for key, value in _flat(cfg.sft.train, "train."):
         least = MINIMUMS.get(key)
         if least is not None and isinstance(value, (int, float)) and value < least:
             raise ConfigError(f"sft.{key} = {value} is impossible: use {least} or more")
+
+
+def check_micro_batch_sizes(sizes: Any) -> None:
+    """train.micro_batch_sizes: `auto`, or whole numbers of at least 1, one per rank."""
+    if isinstance(sizes, str):
+        if sizes != "auto":
+            raise ConfigError(f"train.micro_batch_sizes = {sizes!r}: give one size per rank (e.g. [3, 5]) or auto")
+        return
+    if not isinstance(sizes, (list, tuple, ListConfig)) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in sizes):
+        raise ConfigError(f"train.micro_batch_sizes = {sizes}: give whole numbers, one per rank (e.g. [3, 5]), or auto")
+    if any(int(size) < 1 for size in sizes):
+        raise ConfigError(f"train.micro_batch_sizes = {list(sizes)}: every rank needs at least 1 sequence per "
+                          "micro-step")
 
 
 def _flat(node: Any, prefix: str) -> list[tuple[str, Any]]:

@@ -53,8 +53,10 @@ class TrainSection:
     global_batch_size: int = 8
     # Sequences per rank per micro-step; 0 takes hardware.micro_batch_size (capped to fit the global batch).
     micro_batch_size: int = 0
-    # One micro-batch size per rank (ranks on unlike hardware); overrides micro_batch_size when set.
-    micro_batch_sizes: list[int] = field(default_factory=list)
+    # One micro-batch size per rank (ranks on unlike hardware); overrides micro_batch_size when set. `auto`
+    # times each rank at start and splits every micro-step's sequences by measured throughput (train/balance.py),
+    # keeping the accumulation steps of micro_batch_size (more where a rank's memory needs it). ZeRO 0-2 only.
+    micro_batch_sizes: Any = field(default_factory=list)
     zero_stage: int = 2
     offload_optimizer: bool = False
     offload_params: bool = False  # ZeRO-3 only
