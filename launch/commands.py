@@ -33,6 +33,9 @@ def _launch_slurm(args: argparse.Namespace) -> int:
               ("time", args.time), ("cluster", args.cluster)) if value is not None]
     args.overrides = [*args.overrides, *extra]
     cfg = job_config(args.config, args.overrides)
+    from triglot.launch.plan_commands import check_launch_plan
+
+    check_launch_plan(cfg, args.stage, int(cfg.launch.nodes), int(cfg.launch.gpus_per_node), args.ignore_plan)
     invocation = f"launch slurm {args.stage} {args.config} " + " ".join(args.overrides)
     records = launch_stage(cfg, args.stage, invocation.strip(), int(cfg.launch.nodes),
                            int(cfg.launch.gpus_per_node), dry_run=args.dry_run, force=args.force,
@@ -101,6 +104,8 @@ def add_commands(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     slurm.add_argument("--time", default=None, help="time limit, e.g. 04:00:00 (launch.time)")
     slurm.add_argument("--cluster", default=None, help="cluster profile in configs/clusters/ (launch.cluster)")
     slurm.add_argument("--then-eval", action="store_true", help="submit eval to run after the stage succeeds")
+    slurm.add_argument("--ignore-plan", action="store_true",
+                       help="submit even if `triglot plan` says the training setting does not fit")
     slurm.add_argument("--dry-run", action="store_true", help="write and print the scripts, do not submit")
     slurm.set_defaults(func=_launch_slurm)
 
