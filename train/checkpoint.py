@@ -21,6 +21,8 @@ import numpy as np
 import xxhash
 from triglot.train.coordination import DiskFull
 
+from triglot.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 COMPLETE = "COMPLETE"
@@ -296,25 +298,49 @@ def prune(root: Path, keep_last: int) -> None:
     found = complete_checkpoints(root)
     for _, folder in found[: max(0, len(found) - max(1, keep_last))]:
         shutil.rmtree(folder, ignore_errors=True)
-def to_universal(folder: Path, rank: int, engine: Any) -> None:
-    """Collective: convert `folder`'s ZeRO shards to DeepSpeed's universal form (any world size)."""
-    import argparse
+def has_universal(folder: Path) -> bool:
+    return (folder / UNIVERSAL_TAG / COMPLETE).is_file()
 
-    import torch.distributed as dist
+
+def to_universal(folder: Path, workers: int = 1) -> Path:
+    """One process, no torch.distributed: convert `folder`'s ZeRO shards to DeepSpeed's universal form.
+
+    Written to `universal.tmp` and renamed to `universal/` with a COMPLETE marker, so a half-finished
+    conversion is never loaded. `triglot ckpt reshard` runs it before a job at a new world size.
+    """
+    import argparse
+    import time
+
     from deepspeed.checkpoint import ds_to_universal
 
     target = folder / UNIVERSAL_TAG
-    if rank == 0 and not (target / COMPLETE).is_file():
-        log.info("converting %s to a universal checkpoint for a new world size", folder)
-        tmp = folder / (UNIVERSAL_TAG + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        args = argparse.Namespace(input_folder=str(folder / STATE_TAG), output_folder=str(tmp), num_extract_workers=1,
-                                  num_merge_workers=1, keep_temp_folder=False, strict=True, inject_missing_state=False)
-        ds_to_universal.main(args)
-        (tmp / COMPLETE).write_text("", encoding="utf-8")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    dist.barrier()
+    if has_universal(folder):
+        log.info("%s already has a universal form (%s)", folder, target)
+        return target
+    log.info("converting %s to a universal checkpoint (any world size) with %d worker(s)", folder, workers)
+    started = time.monotonic()
+    tmp = folder / (UNIVERSAL_TAG + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    args = argparse.Namespace(input_folder=str(folder / STATE_TAG), output_folder=str(tmp),
+                              num_extract_workers=workers, num_merge_workers=workers, keep_temp_folder=False,
+                              strict=True, inject_missing_state=False)
+    ds_to_universal.main(args)
+    (tmp / COMPLETE).write_text("", encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    log.info("wrote %s in %.0f s", target, time.monotonic() - started)
+    return target
+
+
+def use_universal(folder: Path, engine: Any, why: str) -> None:
+    """Load `folder` through its universal form; ConfigError (every rank, at once) when it was not converted.
+
+    Converting inside the job would keep every rank but one idle (and, at scale, past the collective
+    timeout) for as long as a single-node CPU job takes, so the conversion is a command of its own.
+    """
+    if not has_universal(folder):
+        raise ConfigError(f"checkpoint {folder} was written with {why}: convert it first with "
+                          f"`triglot ckpt reshard {folder}` (one process, no GPU needed), then rerun")
     engine._config.load_universal_checkpoint = True  # read by load_checkpoint; no public setter
 
 

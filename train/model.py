@@ -1,16 +1,17 @@
-"""Model building (Llama-family shapes or a local Hugging Face folder), the packed loss, and HF export.
+"""Model building (Llama-family shapes or a local Hugging Face folder) and the packed loss.
 
-Model code knows nothing of ranks: ZeRO-3 sharded construction is the caller's context manager.
+Model code knows nothing of ranks: ZeRO-3 sharded construction is the caller's context manager. The
+streamed export lives in train/export.py (`export_hf` is importable from here as well).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+
+from triglot.train.export import export_hf  # noqa: F401  (re-exported)
 
 from triglot.errors import ConfigError, InputError
 
@@ -99,31 +100,6 @@ def flops_per_token(model_cfg: Any, vocab_size: int, seq_len: int) -> float:
     per_layer = 2 * h * h + 2 * h * kv + 3 * h * model_cfg.intermediate_size
     matmul_params = layers * per_layer + vocab_size * h
     return 6.0 * matmul_params + 12.0 * layers * h * seq_len
-
-
-def export_hf(model: Any, out_dir: Path, tokenizer_dir: Path | None, zero_stage: int, is_main: bool) -> None:
-    """Write a Hugging Face folder (safetensors, config, tokenizer) from a model under any ZeRO stage.
-
-    Collective under ZeRO-3 (every rank must call it): parameters are gathered for the save.
-    """
-    import deepspeed
-    import torch
-
-    params = list(model.parameters())
-    gather = deepspeed.zero.GatheredParameters(params, modifier_rank=None) if zero_stage == 3 else nullcontext()
-    with gather, torch.no_grad():
-        if not is_main:
-            return
-        state = {name: t.detach().clone().cpu() for name, t in model.state_dict().items()}
-        tmp = out_dir.with_name(out_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-    if tokenizer_dir is not None:
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
 
 
 def load_tokenizer(path: Path | None) -> Any:

@@ -28,8 +28,9 @@ from triglot.train.coordination import (
 )
 from triglot.train.data import MixtureSampler, Prefetcher, split_documents
 from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
+from triglot.train.export import export_hf, parameter_count
 from triglot.train.metrics import SampleLog, StepMetrics, validate
-from triglot.train.model import build_model, export_hf, load_tokenizer, packed_loss_sum
+from triglot.train.model import build_model, load_tokenizer, packed_loss_sum
 from triglot.train.run_state import PREEMPTED, training_marker
 
 from triglot.config import to_container, to_yaml
@@ -247,7 +248,8 @@ class Trainer:
         self._check_model(folder)
         same_layout = client_world(folder) == self.world and client_zero_stage(folder) in (-1, self.zero_stage)
         if not same_layout:
-            ckpt.to_universal(folder, self.rank, self.engine)
+            ckpt.use_universal(folder, self.engine, f"{client_world(folder)} rank(s) and ZeRO-{client_zero_stage(folder)}"
+                               f" but this run has {self.world} rank(s) and ZeRO-{self.zero_stage}")
         client = ckpt.load_checkpoint(self.engine, folder, self.rank, same_world=same_layout)
         if "global_batch_size" not in meta and client.get("step"):  # older checkpoints: no meta.json
             self._check_global_batch(folder, int(client.get("consumed_samples", 0)) // int(client["step"]))
@@ -363,7 +365,7 @@ class Trainer:
         return folder
 
     def _export_and_commit(self, folder: Path, step: int) -> None:
-        if self.cfg.train.checkpoint.export_hf:
+        if self.cfg.train.checkpoint.export_hf and self.exports_every_save:
             self.export(folder / "hf")
         if self.rank == 0:
             ckpt.commit(folder, step)
@@ -387,12 +389,26 @@ class Trainer:
         params = [(getattr(p, "ds_numel", p.numel()), p.element_size(), p.requires_grad)
                   for p in self.engine.module.parameters()]
         weights = sum(n * size for n, size, _ in params)
-        exported = weights if self.cfg.train.checkpoint.export_hf else 0
+        exported = weights if self.cfg.train.checkpoint.export_hf and self.exports_every_save else 0
         return weights + exported + sum(12 * n for n, _, trains in params if trains)
 
     def export(self, out_dir: Path) -> None:
-        """Hugging Face folder (safetensors, config, tokenizer) of the current weights, from any ZeRO stage."""
-        export_hf(self.engine.module, out_dir, self.tokenizer_dir, self.cfg.train.zero_stage, self.rank == 0)
+        """Hugging Face folder (sharded safetensors, config, tokenizer) of the current weights, from any ZeRO stage;
+        streamed a module at a time."""
+        export_hf(self.engine.module, out_dir, self.tokenizer_dir, self.cfg.train.zero_stage, self.rank == 0,
+                  self.cfg.train.export.max_shard_size)
+
+    @property
+    def exports_every_save(self) -> bool:
+        """Models above train.export.every_save_max_params export at the end and on request (`triglot export`)."""
+        if "_exports_every_save" not in self.__dict__:
+            params, limit = parameter_count(self.engine.module), int(self.cfg.train.export.every_save_max_params)
+            self._exports_every_save = params <= limit
+            if not self._exports_every_save and self.rank == 0:
+                log.info("%d parameters > train.export.every_save_max_params=%d: checkpoints are not exported to "
+                         "Hugging Face format as they are saved; the run exports at its end, and `triglot export "
+                         "CHECKPOINT OUT` converts any checkpoint", params, limit)
+        return self._exports_every_save
 
     def lineage(self) -> dict:
         data = StageManifest.load(self.data_dir) or {}

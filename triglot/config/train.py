@@ -31,6 +31,15 @@ class OptimizerSection:
 
 
 @dataclass
+class ExportSection:
+    # Hugging Face exports: safetensors shards of at most this size (transformers' notation: "5GB", "500MB").
+    max_shard_size: str = "5GB"
+    # Models with more parameters export only at the end of training and on request (`triglot export`),
+    # not with every checkpoint: 1b and smaller export at every save, 7b and larger do not.
+    every_save_max_params: int = 3_000_000_000
+
+
+@dataclass
 class CheckpointSection:
     every: int = 100  # steps between checkpoints; the last step is always saved
     keep_last: int = 3
@@ -71,6 +80,7 @@ class TrainSection:
     val_every: int = 0  # steps between validations; 0 means never
     val_batches: int = 2  # micro-batches per language per rank
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    export: ExportSection = field(default_factory=ExportSection)
     on_nonfinite: OnNonFinite = OnNonFinite.stop
     # fp16 with dynamic loss scaling: an overflowed step is skipped and the scale halved; the run
     # stops after this many overflowed steps in a row (0: never), or at an overflow at the minimum scale.
