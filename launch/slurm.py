@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 JOBS_DIR = "jobs"
 JOBS_FILE = "jobs.jsonl"
 SHARD_VAR = Var("$SLURM_ARRAY_TASK_ID/$SHARDS")
+PARTITION_VAR = Var("$SLURM_ARRAY_TASK_ID")
 
 
 def requested_hardware(config: str, overrides: list[str]) -> str:
@@ -99,20 +100,35 @@ def stage_jobs(stage: str, cfg: Any, config_path: Path, invocation: str, nodes: 
 
 
 def clean_jobs(cfg: Any, config_path: Path, invocation: str, force: bool = False) -> list[JobSpec]:
-    """The clean stage as a job array over data shards, then a merge job that runs when every shard succeeded."""
+    """The clean stage as a job array over data shards (the map), then the global dedup and the write.
+
+    With data.dedup.partitions = K > 1 the dedup runs as arrays of K tasks, one per key bucket: the exact pass,
+    then the near pass (it reads the exact pass's result), then one job writes the shards and the report.
+    With K = 1 a single merge job does both. Each job is submitted `afterok` on the one before it.
+    """
     shards = int(cfg.launch.data_shards)
     extra = ["--force"] if force else []
     run_dir = Path(cfg.run.dir)
     shard_step = Step("clean-shard", ["data", "clean", CONFIG_VAR, "--shard", SHARD_VAR, *extra],
                       f"clean shard $SLURM_ARRAY_TASK_ID of {shards}: triglot data clean --shard I/N")
-    merge_step = Step("clean-merge", ["data", "merge", CONFIG_VAR, *extra],
-                      "merge the cleaned shards and their reports: triglot data merge")
-    return [
-        JobSpec(name=f"{cfg.run.name}-clean", run_dir=run_dir, steps=[shard_step], invocation=invocation,
-                config=str(config_path), array=f"0-{shards - 1}", extra_vars={"SHARDS": str(shards)}),
-        JobSpec(name=f"{cfg.run.name}-merge", run_dir=run_dir, steps=[merge_step], invocation=invocation,
-                config=str(config_path)),
-    ]
+    jobs = [JobSpec(name=f"{cfg.run.name}-clean", run_dir=run_dir, steps=[shard_step], invocation=invocation,
+                    config=str(config_path), array=f"0-{shards - 1}", extra_vars={"SHARDS": str(shards)})]
+    dedup = cfg.data.dedup
+    partitions = int(dedup.partitions)
+    merge_args = ["data", "merge", CONFIG_VAR, *extra]
+    if partitions > 1:
+        for phase in [p for p in ("exact", "near") if bool(getattr(dedup, p))]:
+            step = Step(f"dedup-{phase}", [*merge_args, "--phase", phase, "--partition", PARTITION_VAR],
+                        f"{phase} dedup of key bucket $SLURM_ARRAY_TASK_ID of {partitions}: "
+                        f"triglot data merge --phase {phase} --partition P")
+            jobs.append(JobSpec(name=f"{cfg.run.name}-dedup-{phase}", run_dir=run_dir, steps=[step],
+                                invocation=invocation, config=str(config_path), array=f"0-{partitions - 1}"))
+        merge_args.append("--write-only")
+    merge_step = Step("clean-merge", merge_args, "write the deduplicated shards and the report: triglot data merge"
+                      if partitions > 1 else "merge the cleaned shards and their reports: triglot data merge")
+    jobs.append(JobSpec(name=f"{cfg.run.name}-merge", run_dir=run_dir, steps=[merge_step], invocation=invocation,
+                        config=str(config_path)))
+    return jobs
 
 
 def require_slurm() -> None:
