@@ -10,10 +10,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from tests.train.conftest import read_metrics, write_experiment
-from triglot.errors import ConfigError
-from triglot.testing import run_torchrun
 from triglot.train.balance import (
     COSTS_VAR,
     CostFit,
@@ -24,6 +20,10 @@ from triglot.train.balance import (
     time_micro_steps,
 )
 from triglot.train.data import collate
+
+from tests.train.conftest import read_metrics, write_experiment
+from triglot.errors import ConfigError
+from triglot.testing import run_torchrun
 
 
 def test_split_levels_predicted_times_within_caps() -> None:
@@ -56,9 +56,9 @@ def test_ranks_that_disagree_on_precision_are_named() -> None:
 
 def test_calibration_leaves_rng_gradients_and_weights_as_they_were(packed_dir) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
+    from triglot.train.data import MixtureSampler, split_documents
 
     from triglot.packed import PackedDataset
-    from triglot.train.data import MixtureSampler, split_documents
 
     torch.manual_seed(0)
     # Attention dropout draws random numbers in every training forward: the RNG must be put back.
