@@ -21,8 +21,6 @@ import numpy as np
 import xxhash
 from triglot.train.coordination import DiskFull
 
-from triglot.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 COMPLETE = "COMPLETE"
@@ -332,15 +330,14 @@ def to_universal(folder: Path, workers: int = 1) -> Path:
     return target
 
 
-def use_universal(folder: Path, engine: Any, why: str) -> None:
-    """Load `folder` through its universal form; ConfigError (every rank, at once) when it was not converted.
+def use_universal(folder: Path, rank: int, engine: Any) -> None:
+    """Collective: load `folder` through its universal form, converting it on rank 0 first when
+    `triglot ckpt reshard` has not already done so (the other ranks wait in a barrier meanwhile)."""
+    import torch.distributed as dist
 
-    Converting inside the job would keep every rank but one idle (and, at scale, past the collective
-    timeout) for as long as a single-node CPU job takes, so the conversion is a command of its own.
-    """
-    if not has_universal(folder):
-        raise ConfigError(f"checkpoint {folder} was written with {why}: convert it first with "
-                          f"`triglot ckpt reshard {folder}` (one process, no GPU needed), then rerun")
+    if rank == 0 and not has_universal(folder):
+        to_universal(folder)
+    dist.barrier()
     engine._config.load_universal_checkpoint = True  # read by load_checkpoint; no public setter
 
 

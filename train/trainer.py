@@ -248,8 +248,7 @@ class Trainer:
         self._check_model(folder)
         same_layout = client_world(folder) == self.world and client_zero_stage(folder) in (-1, self.zero_stage)
         if not same_layout:
-            ckpt.use_universal(folder, self.engine, f"{client_world(folder)} rank(s) and ZeRO-{client_zero_stage(folder)}"
-                               f" but this run has {self.world} rank(s) and ZeRO-{self.zero_stage}")
+            ckpt.use_universal(folder, self.rank, self.engine)
         client = ckpt.load_checkpoint(self.engine, folder, self.rank, same_world=same_layout)
         if "global_batch_size" not in meta and client.get("step"):  # older checkpoints: no meta.json
             self._check_global_batch(folder, int(client.get("consumed_samples", 0)) // int(client["step"]))
