@@ -23,9 +23,10 @@ def test_summary_lists_every_goal_with_its_status(tmp_path: Path) -> None:
     record_goals("bench_x", [goal("speed-up", 1.86, 1.7, unit="x"), goal("memory", 0.7, 0.6, at_most=True)],
                  results, doc)
     record_goals("bench_y", [goal("ratio", 0.95, 0.8)], results, doc)
-    record_goals("bench_x", [goal("speed-up", 1.5, 1.7, unit="x")], results, doc)  # a rerun replaces its rows
+    # A rerun replaces its rows; a goal names its baseline.
+    record_goals("bench_x", [goal("speed-up", 1.5, 1.7, unit="x", baseline="plain DDP (torch 2.13)")], results, doc)
     summary = doc.read_text()
-    assert "| `bench/bench_x.py` | speed-up | 1.5x | >= 1.7x | **NOT met** |" in summary
-    assert "| `bench/bench_y.py` | ratio | 0.95 | >= 0.8 | met |" in summary
+    assert "| `bench/bench_x.py` | speed-up | plain DDP (torch 2.13) | 1.5x | >= 1.7x | **NOT met** |" in summary
+    assert "| `bench/bench_y.py` | ratio |  | 0.95 | >= 0.8 | met |" in summary
     assert "memory" not in summary
     assert json.loads(results.read_text())["bench_y"]["goals"][0]["met"] is True

@@ -154,4 +154,4 @@ def test_local_cluster_start_is_idempotent(slurm_cluster: str) -> None:
     for _ in range(2):
         subprocess.run([str(script), "start"], check=True, capture_output=True, timeout=120)
     status = subprocess.run([str(script), "status"], capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0 and "idle" in status.stdout and status.stdout.count("running") == 3
+    assert status.returncode == 0 and "idle" in status.stdout and status.stdout.count("running") == 4
