@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from dataclasses import replace
@@ -24,7 +23,7 @@ from triglot.data_pipeline.dedup_partitions import (
 )
 from triglot.data_pipeline.merge import load_keys
 
-from tests.data_pipeline.clean_helpers import read_output
+from tests.data_pipeline.clean_helpers import read_output, write_review_slice
 from triglot.cli import main
 from triglot.config import load_config
 
@@ -32,14 +31,7 @@ from triglot.config import load_config
 def _inputs(shared_data: Path, folder: Path) -> list[dict]:
     """Shopping reviews that repeat a dozen reviews (CSV, split by record stride) and Cantonese Wikipedia's
     first lines, many of them near-identical redirect stubs (JSONL, split by byte range)."""
-    src = shared_data / "corpora/zh_hans/zh_hans_reviews_sophonplus/online_shopping_10_cats.csv"
-    with open(src, encoding="utf-8-sig", newline="") as fh:
-        records = list(csv.DictReader(fh))[48900:51500]
-    reviews = folder / "reviews.csv"
-    with open(reviews, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["cat", "label", "review"])
-        writer.writeheader()
-        writer.writerows(records)
+    reviews = write_review_slice(shared_data, folder / "reviews.csv", 48900, 51500)
     wiki = next(iter(sorted((shared_data / "corpora/yue/yue_wikipedia").glob("*.jsonl"))))
     yue = folder / "yue.jsonl"
     yue.write_text("".join(wiki.read_text(encoding="utf-8").splitlines(keepends=True)[:1200]), encoding="utf-8")

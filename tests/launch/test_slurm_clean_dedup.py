@@ -3,7 +3,6 @@ write, each `afterok` on the one before; rendered (dry run) and run for real on 
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -17,18 +16,12 @@ from triglot.data_pipeline.dedup_partitions import stage_dedup_plan
 from triglot.data_pipeline.merge import load_keys
 from triglot.launch.slurm import job_config, launch_stage
 
+from tests.data_pipeline.clean_helpers import write_review_slice
 from triglot.config import load_config
 
 
 def _experiment(tmp_path: Path, shared_data: Path, helpers, partitions: int) -> Path:
-    src = shared_data / "corpora/zh_hans/zh_hans_reviews_sophonplus/online_shopping_10_cats.csv"
-    with open(src, encoding="utf-8-sig", newline="") as fh:
-        records = list(csv.DictReader(fh))[48900:49700]
-    reviews = tmp_path / "reviews.csv"
-    with open(reviews, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["cat", "label", "review"])
-        writer.writeheader()
-        writer.writerows(records)
+    reviews = write_review_slice(shared_data, tmp_path / "reviews.csv", 48900, 49700)
     return helpers.write_yaml(tmp_path / "exp.yaml", {
         "defaults": {"hardware": "cpu"}, "run": {"name": "dd", "dir": str(tmp_path / "run")},
         "tracking": {"mode": "disabled"}, "launch": {"data_shards": 2},

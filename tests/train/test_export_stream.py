@@ -15,23 +15,11 @@ import pytest
 import torch
 
 from tests.train.conftest import write_experiment
+from tests.train.test_export import _tokenizer
 from triglot.testing import REPO_ROOT, run_torchrun, write_synthetic_pack
 from triglot.testing import test_env as child_env
 
 pytestmark = pytest.mark.distributed
-
-
-def _tokenizer(folder: Path) -> Path:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>", "<bos>", "<pad>"])
-    tok.train_from_iterator(["hello world 你好 世界 佢哋", "good morning 早晨 食咗飯未"] * 20, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", bos_token="<bos>", pad_token="<pad>")
-    fast.save_pretrained(folder)
-    return folder
 
 
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:
