@@ -33,10 +33,18 @@ def _launch_slurm(args: argparse.Namespace) -> int:
               ("time", args.time), ("cluster", args.cluster)) if value is not None]
     args.overrides = [*args.overrides, *extra]
     cfg = job_config(args.config, args.overrides)
+    from triglot.launch.hetjob import apply_micro_batches, components_of, parse_component
     from triglot.launch.plan_commands import check_launch_plan
 
+    from triglot.config.launch import ComponentSpec
+
+    if args.component:
+        cfg.launch.components = [ComponentSpec(**parse_component(text)) for text in args.component]
+    # A heterogeneous job: components checked now, their micro batches written into the frozen config.
+    apply_micro_batches(cfg, components_of(cfg, load_cluster(str(cfg.launch.cluster))))
     check_launch_plan(cfg, args.stage, int(cfg.launch.nodes), int(cfg.launch.gpus_per_node), args.ignore_plan)
-    invocation = f"launch slurm {args.stage} {args.config} " + " ".join(args.overrides)
+    invocation = f"launch slurm {args.stage} {args.config} " + " ".join(
+        [*args.overrides, *(f"--component {text}" for text in args.component or ())])
     records = launch_stage(cfg, args.stage, invocation.strip(), int(cfg.launch.nodes),
                            int(cfg.launch.gpus_per_node), dry_run=args.dry_run, force=args.force,
                            then_eval=args.then_eval)
@@ -104,6 +112,8 @@ def add_commands(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     slurm.add_argument("--time", default=None, help="time limit, e.g. 04:00:00 (launch.time)")
     slurm.add_argument("--cluster", default=None, help="cluster profile in configs/clusters/ (launch.cluster)")
     slurm.add_argument("--then-eval", action="store_true", help="submit eval to run after the stage succeeds")
+    slurm.add_argument("--component", action="append", metavar="partition=P,nodes=N,gpus=G[,constraint=C,micro_batch=M]",
+                       help="one component of a heterogeneous job (repeat for each; launch.components)")
     slurm.add_argument("--ignore-plan", action="store_true",
                        help="submit even if `triglot plan` says the training setting does not fit")
     slurm.add_argument("--dry-run", action="store_true", help="write and print the scripts, do not submit")

@@ -159,7 +159,9 @@ def container_parts(cluster: Any) -> tuple[str, str]:
 
 
 def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -> str:
-    """The full sbatch script for `spec`."""
+    """The full sbatch script for `spec` (a heterogeneous job when it runs a distributed step with components)."""
+    from triglot.launch import hetjob
+
     env = comm_env(cfg.hardware, cluster, int(cfg.launch.cpus_per_rank))
     for name in [*env, *spec.extra_vars]:
         if not ENV_NAME.fullmatch(name):
@@ -170,16 +172,20 @@ def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -
     jinja.filters["q"] = lambda value: shlex.quote(str(value))
     jinja.filters["comment"] = comment_text  # nothing breaks out of a comment line
     srun_extra, prefix = container_parts(cluster)
+    components = hetjob.job_components(spec, cfg, cluster)
+    ranks_of = hetjob.hetjob_rank_command if components else rank_command
     steps = [{"name": s.name, "comment": s.comment, "distributed": s.distributed,
               "args": " ".join(shell_word(a) for a in s.args),
-              "ranks": rank_command(s, cfg) if s.distributed else ""} for s in spec.steps]
+              "ranks": ranks_of(s, cfg) if s.distributed else ""} for s in spec.steps]
+    lines = sbatch_lines(spec, cfg, cluster)
+    het = hetjob.template_values(components, cfg) if components else {}
     run_dir = spec.run_dir.resolve()
     launch = cfg.launch
     return jinja.get_template("job.sbatch.j2").render(
         title=f"triglot job '{spec.name}': " + ", ".join(s.name for s in spec.steps),
         invocation=spec.invocation, created=time.strftime("%Y-%m-%d %H:%M:%S"),
         script_name=f"{job_name(spec.name)}.sbatch",
-        sbatch_lines=sbatch_lines(spec, cfg, cluster),
+        sbatch_lines=hetjob.hetjob_lines(lines, components, cfg, cluster) if components else lines, het=het,
         workdir=str((workdir or Path.cwd()).resolve()), python=job_python(cluster, sys.executable),
         run_dir=str(run_dir), state_dir=str(run_dir / "jobs"), config=spec.config, config_list=spec.config_list,
         nodes=spec.nodes, ranks_per_node=spec.ranks_per_node, max_requeues=int(launch.max_requeues),

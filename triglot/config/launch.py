@@ -10,6 +10,19 @@ from typing import Any, Optional
 
 
 @dataclass
+class ComponentSpec:
+    # One component of a heterogeneous Slurm job (`#SBATCH hetjob`, see launch/hetjob.py). Empty partition: the
+    # launch section's or the cluster profile's; empty constraint: the profile's.
+    partition: str = ""
+    nodes: int = 1
+    gpus: int = 0  # accelerators per node; 0 means CPU ranks (run.nproc_per_node per node)
+    constraint: str = ""
+    # Sequences per rank per micro-step on this component (train.micro_batch_sizes for its ranks); 0 on every
+    # component: the train section's micro batch sizes (one per rank, or auto) apply.
+    micro_batch: int = 0
+
+
+@dataclass
 class LaunchSection:
     # Cluster profile name from configs/clusters/.
     cluster: str = "local"
@@ -41,6 +54,9 @@ class LaunchSection:
     array_parallelism: int = 0
     # Extra `#SBATCH` options, e.g. ["--exclusive", "--mail-type=END"].
     sbatch_args: list[str] = field(default_factory=list)
+    # Components of one heterogeneous job for distributed stages (`--component partition=a100,nodes=2,gpus=8`,
+    # repeatable), one rendezvous across all; empty: the cluster profile's components, else a plain job.
+    components: list[ComponentSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +97,8 @@ class ClusterProfile:
     python: str = ""
     # Network interface for rendezvous and collectives (NCCL/GLOO/... SOCKET_IFNAME); empty leaves it to them.
     socket_ifname: str = ""
+    # Heterogeneous jobs by default: distributed stages span these components (see LaunchSection.components).
+    components: list[ComponentSpec] = field(default_factory=list)
 
 
 @dataclass
