@@ -175,6 +175,10 @@ def hf_worker(config: str, out: str) -> None:
         optim="adamw_torch", logging_steps=1 << 30, save_strategy="no", report_to="none", disable_tqdm=True,
         dataloader_pin_memory=False, use_cpu=cfg.hardware.accelerator == "cpu", bf16=bf16, seed=cfg.run.seed)
     model = build_model(cfg, packed.vocab_size)
+    # As fine-tuning recipes set for training (LLaMA-Factory among them), and as triglot's and the plain loop's
+    # forward passes use_cache=False: with a KV cache transformers also drops the document mask it derives from
+    # the position ids, so the row would attend across documents (less work than the other rows).
+    model.config.use_cache = False
     Trainer(model=model, args=args, train_dataset=Samples(), compute_loss_func=loss_fn, callbacks=[Clock()]).train()
     if rank == 0:
         _write_clock(out, clock, cfg)
