@@ -17,6 +17,12 @@ for arg in "$@"; do
   esac
 done
 
+# The baselines are the bench extra (datatrove for bench_clean, lm-eval for bench_eval): check before a long run.
+if ! "$py" -c "import datatrove, lm_eval, matplotlib" 2>/dev/null; then
+  echo "bench/run_all.sh: the bench extra is not installed in $py (datatrove, lm-eval, matplotlib): run $py -m pip install -e '.[bench]'" >&2
+  exit 2
+fi
+
 cores=$(nproc)
 load1=$(cut -d' ' -f1 /proc/loadavg)
 limit=$(awk -v c="$cores" 'BEGIN { printf "%.2f", c / 4 }')
