@@ -225,6 +225,7 @@ class Prefetcher:
     def __init__(self, sampler: MixtureSampler, layout: BatchLayout, rank: int, first_step: int, last_step: int,
                  depth: int = 2):
         self.sampler, self.layout, self.rank = sampler, layout, rank
+        self.collate = getattr(sampler, "collate", collate)  # a sampler may stack its samples its own way
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, args=(first_step, last_step), daemon=True)
@@ -234,7 +235,7 @@ class Prefetcher:
         try:
             for step in range(first, last):
                 groups = self.layout.indices(step, self.rank)
-                item = (step, groups, [collate([self.sampler[i] for i in g]) for g in groups])
+                item = (step, groups, [self.collate([self.sampler[i] for i in g]) for g in groups])
                 while not self._stop.is_set():
                     try:
                         self.queue.put(item, timeout=0.1)

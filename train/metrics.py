@@ -64,6 +64,7 @@ class StepMetrics:
             record[f"tokens_per_s/rank{r}"] = n / seconds
         record.update(self.per_rank(out, seconds))
         record.update({f"tokens_seen/{lang}": n for lang, n in t.tokens_seen.items()})
+        record.update(out.get("metrics", {}))  # a trainer's own figures (DPO rewards, ...)
         self.last = record
         self.tracker.log(record, step=step)
         remaining = self.eta.update(seconds, self.total_steps - step)

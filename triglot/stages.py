@@ -42,6 +42,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("pack", "triglot.tokenizer.pack:run_pack_stage", ("data", "pack")),
         StageSpec("train", "triglot.train.trainer:run_train_stage", ("train",), distributed=True),
         StageSpec("sft", "triglot.train.sft.stage:run_sft_stage", ("sft",), distributed=True),
+        StageSpec("dpo", "triglot.train.dpo.stage:run_dpo_stage", ("dpo",), distributed=True),
         StageSpec("eval", "triglot.eval.runner:run_eval_stage", ("eval",), distributed=True),
     )
 }

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from triglot.config.core import HardwareSection, RunSection, TrackingSection
 from triglot.config.data import DataSection
+from triglot.config.dpo import DpoSection
 from triglot.config.eval import EvalSection
 from triglot.config.launch import LaunchSection
 from triglot.config.model import ModelSection
@@ -31,5 +32,6 @@ class RunConfig:
     pack: PackSection = field(default_factory=PackSection)
     train: TrainSection = field(default_factory=TrainSection)
     sft: SftSection = field(default_factory=SftSection)
+    dpo: DpoSection = field(default_factory=DpoSection)
     eval: EvalSection = field(default_factory=EvalSection)
     launch: LaunchSection = field(default_factory=LaunchSection)
