@@ -53,10 +53,19 @@ def tensor_specs(model_states: dict, dtype: Any) -> tuple[list[TensorSpec], list
 
     Also returns the trainable names in the order DeepSpeed flattened them (its partitions follow it).
     """
-    flat = [(name, tuple(shape)) for group in model_states["param_shapes"] for name, shape in group.items()]
-    frozen = list((model_states.get("frozen_param_shapes") or {}).items())
     module = model_states.get("module") or {}
-    buffers = [(k, v) for k, v in module.items() if k in set(model_states.get("buffer_names") or [])]
+    buffer_names = set(model_states.get("buffer_names") or [])
+    if model_states.get("param_shapes") is None:  # ZeRO-0: every weight whole in `module`, a tied one once
+        seen: set[int] = set()
+        flat = []
+        for name, tensor in module.items():
+            if name not in buffer_names and tensor.untyped_storage().data_ptr() not in seen:
+                seen.add(tensor.untyped_storage().data_ptr())
+                flat.append((name, tuple(tensor.shape)))
+    else:
+        flat = [(name, tuple(shape)) for group in model_states["param_shapes"] for name, shape in group.items()]
+    frozen = list((model_states.get("frozen_param_shapes") or {}).items())
+    buffers = [(k, v) for k, v in module.items() if k in buffer_names]
     specs = [TensorSpec(name, tuple(int(d) for d in shape), dtype) for name, shape in flat + frozen]
     specs += [TensorSpec(k, tuple(v.shape), dtype if v.is_floating_point() else v.dtype) for k, v in buffers]
     order = {name: i for i, name in enumerate(module)}
