@@ -38,18 +38,25 @@ _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 def run_eval_stage(cfg: Any, force: bool = False) -> dict:
     """Score eval.checkpoint, or the run's newest complete checkpoint (else its export/).
 
-    When the run also fine-tunes (`sft` in run.stages), its chat model in <run.dir>/sft/export is
-    scored as well, into eval/sft-export/.
+    When the run also fine-tunes (`sft` or `dpo` in run.stages), its tuned models in <run.dir>/sft/export
+    and <run.dir>/dpo/export are scored as well, into eval/sft-export/ and eval/dpo-export/.
     """
     load_suites(cfg.eval)  # a bad suite file is reported before a checkpoint is looked for
     if cfg.eval.checkpoint:
         return evaluate_checkpoint(cfg, checkpoints.resolve(cfg.eval.checkpoint), force=force)
     summary = evaluate_checkpoint(cfg, checkpoints.default_checkpoint(run_dir_of(cfg)), force=force)
-    sft_export = run_dir_of(cfg) / "sft" / "export"
-    if "sft" in cfg.run.stages and (sft_export / "config.json").is_file():
-        ckpt = checkpoints.resolve(sft_export)
-        summary = {"pretrain": summary, "sft": evaluate_checkpoint(cfg, replace(ckpt, label="sft-export"), force=force)}
-    return summary
+    tuned = {stage: evaluate_checkpoint(cfg, ckpt, force=force) for stage, ckpt in tuned_exports(cfg)}
+    return {"pretrain": summary, **tuned} if tuned else summary
+
+
+def tuned_exports(cfg: Any) -> list[tuple[str, Any]]:
+    """(stage, checkpoint labelled <stage>-export) for each fine-tuning stage of the run that has exported."""
+    out = []
+    for stage in ("sft", "dpo"):
+        export = run_dir_of(cfg) / stage / "export"
+        if stage in cfg.run.stages and (export / "config.json").is_file():
+            out.append((stage, replace(checkpoints.resolve(export), label=f"{stage}-export")))
+    return out
 
 
 def eval_root(cfg: Any, run_dir: Path | None = None) -> Path:

@@ -9,7 +9,6 @@ makes this check answer False rather than skip wrongly.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from triglot.manifest import StageManifest
@@ -42,17 +41,14 @@ def sft_is_current(cfg: Any) -> bool:
 
 def eval_is_current(cfg: Any) -> bool:
     from triglot.eval import checkpoints
-    from triglot.eval.runner import _manifest_config, eval_root
+    from triglot.eval.runner import _manifest_config, eval_root, tuned_exports
     from triglot.eval.tasks import load_suites
     from triglot.paths import run_dir
 
     if cfg.eval.checkpoint:
         ckpts = [checkpoints.resolve(cfg.eval.checkpoint)]
     else:
-        ckpts = [checkpoints.default_checkpoint(run_dir(cfg))]
-        sft_export = run_dir(cfg) / "sft" / "export"
-        if "sft" in cfg.run.stages and (sft_export / "config.json").is_file():
-            ckpts.append(replace(checkpoints.resolve(sft_export), label="sft-export"))
+        ckpts = [checkpoints.default_checkpoint(run_dir(cfg)), *[ckpt for _, ckpt in tuned_exports(cfg)]]
     loaded = load_suites(cfg.eval)
     for ckpt in ckpts:
         inputs = [ckpt.hf_dir, *[ls.suite.root for ls in loaded], *[h.path for h in cfg.eval.heldout]]
