@@ -2,6 +2,7 @@
 
     python -m bench.bench_quickstart                  # runs configs/experiments/quickstart.yaml in a scratch folder
     python -m bench.bench_quickstart --run-dir runs/quickstart   # plots a run that already finished
+    python -m bench.bench_quickstart --smoke          # a short quickstart; prints, records nothing
 
 Writes docs/img/quickstart_loss.png and the bench_quickstart section of docs/BENCHMARKS.md.
 """
@@ -20,6 +21,10 @@ from pathlib import Path
 from bench.report import DOC, machine_description, markdown_table, pyplot, savefig, update_section
 
 EXPERIMENT = "configs/experiments/quickstart.yaml"
+SMOKE_STEPS = 20
+# A short quickstart that still runs every stage (and one validation) end to end.
+SMOKE_OVERRIDES = [f"train.steps={SMOKE_STEPS}", "train.warmup_steps=2", f"train.val_every={SMOKE_STEPS}",
+                   "sft.train.steps=4", "sft.train.warmup_steps=1"]
 
 
 def read_metrics(run_dir: Path, job: str = "train") -> list[dict]:
@@ -37,9 +42,8 @@ def run_name(run_dir: Path) -> str:
     return run_dir.name
 
 
-def plot_losses(run_dir: Path) -> tuple[str, dict]:
+def plot_losses(run_dir: Path, draw: bool = True) -> tuple[str, dict]:
     """Training loss per step and validation loss per language; the figure's path and first/last values."""
-    plt = pyplot()
     rows = read_metrics(run_dir)
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     val: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -47,6 +51,11 @@ def plot_losses(run_dir: Path) -> tuple[str, dict]:
         for key, value in r.items():
             if key.startswith("val_loss/"):
                 val[key.split("/", 1)[1]].append((r["step"], value))
+    stats = {"first": train[0][1], "last": train[-1][1], "steps": train[-1][0],
+             "val": {k: (v[0][1], v[-1][1]) for k, v in sorted(val.items())}}
+    if not draw:
+        return "not drawn in a smoke run", stats
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(*zip(*train, strict=True), lw=0.8, alpha=0.6, label="train loss")
     for language, points in sorted(val.items()):
@@ -58,8 +67,7 @@ def plot_losses(run_dir: Path) -> tuple[str, dict]:
     ax.legend(fontsize=8)
     path = savefig(fig, "quickstart_loss.png")
     plt.close(fig)
-    return path, {"first": train[0][1], "last": train[-1][1], "steps": train[-1][0],
-                  "val": {k: (v[0][1], v[-1][1]) for k, v in sorted(val.items())}}
+    return path, stats
 
 
 def stage_seconds(run_dir: Path) -> list[tuple[str, float]]:
@@ -76,18 +84,22 @@ def stage_seconds(run_dir: Path) -> list[tuple[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, help="plot this finished run instead of running the quickstart")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"the quickstart with {SMOKE_STEPS} training steps; prints, records nothing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-quickstart-") as tmp:
         run_dir, wall = args.run_dir, None
         if run_dir is None:
             run_dir = Path(tmp) / "quickstart"
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "triglot", "run", EXPERIMENT, f"run.dir={run_dir}"], check=True)
+            smoke = SMOKE_OVERRIDES if args.smoke else []
+            subprocess.run([sys.executable, "-m", "triglot", "run", EXPERIMENT, f"run.dir={run_dir}", *smoke],
+                           check=True)
             wall = time.perf_counter() - started
         if not (run_dir / "checkpoints" / "metrics.jsonl").is_file():
             print(f"{run_dir} has no training metrics: run the quickstart first")
             return 2
-        figure, stats = plot_losses(run_dir)
+        figure, stats = plot_losses(run_dir, draw=not args.smoke)
         stages = stage_seconds(run_dir)
     val = ", ".join(f"{k} {a:.2f} -> {b:.2f}" for k, (a, b) in stats["val"].items())
     lines = [
@@ -101,6 +113,10 @@ def main() -> int:
         lines += ["", markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in stages])]
     lines += ["", f"![quickstart loss]({figure})"]
     body = "\n".join(lines)
+    if args.smoke:
+        print("(smoke run: docs/BENCHMARKS.md left unchanged)")
+        print(body)
+        return 0
     update_section("bench_quickstart", body)
     print(body)
     print(f"updated {DOC}")
