@@ -77,11 +77,17 @@ class StepMetrics:
         """Each rank's micro-batch, its own forward/backward time, and its MFU against its own peak."""
         t, record = self.trainer, {}
         busy = out.get("rank_seconds") or [seconds] * t.world
+        total = sum(t.layout.micro_sizes)
+        by_work = 0.0
         for r, (n, own) in enumerate(zip(t.layout.micro_sizes, busy, strict=True)):
             record[f"micro_batch/rank{r}"] = n
             record[f"step_time_s/rank{r}"] = own
             tokens = n * t.layout.accumulation * int(t.cfg.train.seq_len)
-            record[f"mfu/rank{r}"] = self.flops_per_token * tokens / seconds / self.peaks[r] if self.peaks[r] else 0.0
+            mfu = self.flops_per_token * tokens / seconds / self.peaks[r] if self.peaks[r] else 0.0
+            record[f"mfu/rank{r}"] = mfu
+            by_work += mfu * n / total if total else 0.0
+        # The job's MFU with each rank's MFU weighted by its share of the work (sequences of the step).
+        record["mfu/job_by_work"] = by_work
         return record
 
     def summary(self, step: int) -> dict:

@@ -103,6 +103,9 @@ def test_auto_split_trains_like_the_same_fixed_split_and_resumes_with_it(tmp_pat
     assert [auto_metrics[s]["micro_batch/rank0"] for s in range(1, 5)] == [3] * 4
     assert auto_metrics[4]["micro_batch/rank1"] == 1 and equal_metrics[4]["micro_batch/rank0"] == 2
     assert {"step_time_s/rank1", "mfu/rank1", "tokens_per_s/rank1"} <= set(auto_metrics[4])
+    rec = auto_metrics[4]
+    share = [rec[f"micro_batch/rank{r}"] / sum(rec[f"micro_batch/rank{q}"] for q in (0, 1)) for r in (0, 1)]
+    assert rec["mfu/job_by_work"] == pytest.approx(sum(share[r] * rec[f"mfu/rank{r}"] for r in (0, 1)))
     split = json.loads((run / "checkpoints" / "step-00000004" / "meta.json").read_text())["batch_split"]
     assert split["micro_sizes"] == [3, 1] and split["accumulation"] == 2 and len(split["hardware"]) == 2
     # Calibration ran for real and left no trace: bit for bit the run with the split given by hand.
