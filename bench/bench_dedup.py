@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "K = 1, 2 and 4 at each volume. Each task reads every unit's key columns whole before keeping its "
         "bucket's keys, so at these volumes the read buffers, not the held keys, set much of the peak.",
     ])
-    publish("dedup", body, [], record=not args.smoke)
+    publish("bench_dedup", body, [], record=not args.smoke)
     return 0
 
 

@@ -221,7 +221,7 @@ def report(rows: list[dict], activation_rows: list[list[object]], record: bool) 
         markdown_table(["model", "nodes", "setting", "plan GiB", "DeepSpeed GiB", "diff"], estimator_rows()), "",
         f"Result: {'every row within 15%' if not misses else 'not met for ' + ', '.join(misses)}.",
     ])
-    publish("plan", body, [], record=record)
+    publish("bench_plan", body, [], record=record)
 
 
 def main(argv: list[str] | None = None) -> int:
