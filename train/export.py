@@ -194,6 +194,7 @@ def stream_weights(model: Any, writer: ShardedSafetensorsWriter | None, zero_sta
     import torch
 
     failure: BaseException | None = None
+    release = host_memory_release()
     for group in module_groups(model):
         with _gathered([t for _, t in group], zero_stage), torch.no_grad():
             if writer is None or failure is not None:
@@ -203,8 +204,27 @@ def stream_weights(model: Any, writer: ShardedSafetensorsWriter | None, zero_sta
                     writer.write(name, tensor)
             except Exception as err:  # noqa: BLE001 - re-raised below, once the other ranks are done
                 failure = err
+        release()
     if failure is not None:
         raise failure
+
+
+def host_memory_release() -> Any:
+    """A call that hands freed heap pages back to the kernel (glibc's malloc_trim), else one that does nothing.
+
+    Training keeps freed host memory in the process (see triglot.hardware.tune_host_allocator); during an
+    export each module's gathered copy is freed and the next one has another size, so without this the
+    holes add up and a rank's resident memory grows with the model instead of with its largest module.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
 
 
 def write_folder_files(tmp: Path, config: Any, tokenizer: Any, generation_config: Any = None) -> None:
