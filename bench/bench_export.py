@@ -103,7 +103,7 @@ def worker(mode: str, out: str) -> None:
     deepspeed.init_distributed(dist_backend="gloo", verbose=False)
     rank = int(os.environ["RANK"])
     layout = batch_layout(cfg.train, cfg.hardware, WORLD)
-    keep = HfDeepSpeedConfig(deepspeed_config(cfg, layout, rank))  # noqa: F841 (zero.Init while alive)
+    keep = HfDeepSpeedConfig(deepspeed_config(cfg, layout, rank))  # zero.Init while alive
     engine, _ = build_engine(cfg, build_model(cfg, VOCAB), layout, rank)
     import torch
 
@@ -136,6 +136,8 @@ def worker(mode: str, out: str) -> None:
     with torch.no_grad():
         trained = engine(input_ids=probe, use_cache=False).logits.float()
     logits_diff = None
+    del keep  # transformers would build the reloaded model under zero.Init while the ZeRO-3 config lives
+    gc.collect()
     if rank == 0 and mode == "streamed":
         from transformers import AutoModelForCausalLM
 
