@@ -198,6 +198,8 @@ def model_state_bytes(shape: ModelShape, setting: Setting, precision: str, world
         # own, so the peak is the larger of the full 16-bit gradients and the partition's 16-bit + fp32 ones:
         # the ZeRO paper's 4Ψ + 12Ψ/N for bf16 once N >= 3.
         fp32_grad = max(0.0, (e + 4) * part - e * psi)
+    if precision == "fp32" and stage < 3:
+        fp32_grad = 0  # the gradient partition is already fp32: DeepSpeed steps on it without a copy
     optimizer = 4 * part + 8 * part + fp32_grad  # master weights, Adam moments, fp32 gradient partition
     params = e * (part + shape.persistent_params) if stage == 3 else e * psi
     grads = e * psi if stage == 1 else e * part
