@@ -2,12 +2,12 @@
 
 Synthetic unit files in the clean stage's key layout (exact_key uint64, bands: 14 x 8-byte band keys per
 document, order) with 10% exact copies and 10% near copies (a third of the band keys shared). For each
-volume (1x, 2x, 4x the documents) and K in 1, 2, 4, every partition task of both passes runs in a fresh
+volume (1x, 4x, 16x the documents) and K in 1, 2, 4, every partition task of both passes runs in a fresh
 process, as a Slurm array task would. Measured per task: its peak RSS (ru_maxrss) less the process's RSS
 after importing numpy and pyarrow and before reading any key (that baseline is the same for any input, and
 is printed), and its wall time. A row gives the largest task's memory and the summed time of all tasks.
 
-Run `python -m bench.bench_dedup` from the repo root; it writes the "dedup" section of docs/BENCHMARKS.md
+Run `python -m bench.bench_dedup` from the repo root; it writes the bench_dedup section of docs/BENCHMARKS.md
 (`--smoke`: smaller volumes, prints, records nothing).
 """
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base_docs = 50_000 if args.smoke else 250_000
     rows = []
-    for scale in (1, 2, 4):
+    for scale in (1, 4, 16):
         docs = base_docs * scale
         with tempfile.TemporaryDirectory() as tmp:
             units = write_units(Path(tmp) / "units", docs, seed=scale)
