@@ -187,6 +187,12 @@ def hf_worker(config: str, out: str) -> None:
     Trainer(model=model, args=args, train_dataset=Samples(), compute_loss_func=loss_fn, callbacks=[Clock()]).train()
     if rank == 0:
         _write_clock(out, clock, cfg)
+    # Leave without the interpreter's teardown: a thread that Trainer + DeepSpeed leave running can abort the
+    # process at exit ("terminate called without an active exception") after the figures are written.
+    torch.distributed.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def state_bytes(engine) -> int:
