@@ -1,4 +1,4 @@
-"""Tiny model and tokenizer for the preference-tuning tests (the SFT tests' builders), and a run-folder writer."""
+"""Tiny model and tokenizer for the preference-tuning tests (the SFT tests' fixtures), and a run-folder writer."""
 
 from __future__ import annotations
 
@@ -6,29 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.sft.conftest import build_model, build_tokenizer
+from tests.sft.conftest import tiny_model_dir, tiny_tokenizer_dir, tokenizer  # noqa: F401 (the SFT tests' fixtures)
 
 PREF = "../shared/data/corpora/pref/dpo_zh_en_demo"
-
-
-@pytest.fixture(scope="session")
-def tiny_tokenizer_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tokenizer(shared_data, tmp_path_factory.mktemp("dpo_tokenizer"))
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tiny_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tiny_tokenizer_dir, tmp_path_factory.mktemp("dpo_model"))
-
-
-@pytest.fixture()
-def tokenizer(tiny_tokenizer_dir: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
 
 
 def write_run(root: Path, model_dir: Path, steps: int, zero: int, lora: bool = False, **dpo) -> Path:
