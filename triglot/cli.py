@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from triglot.config import config_hash, load_config, to_yaml
+from triglot.dist import close_process_group
 from triglot.errors import ConfigError, TriglotError
 
 # Stage packages that add subcommands through `add_commands(subparsers, groups)`.
@@ -190,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
     except TriglotError as err:
         report_user_error(user_error_line(err))
         return EXIT_USAGE
@@ -200,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("triglot: interrupted", file=sys.stderr)
         return 130
+    if code == 0:
+        close_process_group()
+    return code
 
 
 if __name__ == "__main__":

@@ -87,3 +87,18 @@ def comm_backend(hardware: Any, accelerator: Any = None) -> str:
 
         accelerator = get_accelerator()
     return str(accelerator.communication_backend_name())
+
+
+def close_process_group() -> None:
+    """Destroy the default process group, if one is up, while the interpreter is still whole.
+
+    Left to interpreter teardown, gloo's worker threads can outlive the objects they hold and the
+    process aborts ("terminate called without an active exception") after its work is done. Called
+    on a clean finish only: after a failure a peer may be gone mid-collective, and waiting on it here
+    would turn an exit code into a hang.
+    """
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
