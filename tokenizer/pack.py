@@ -8,6 +8,7 @@ meta.json and the manifest, and writes them last (each atomically): only a finis
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -94,6 +95,19 @@ def _load_tokenizer(path: str) -> Any:
     return _TOKENIZER[path]
 
 
+def _with_specials(encoded: list[list[int]], bos_id: int | None, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """One id array for a batch, each document followed by EOS (and preceded by BOS), and the lengths."""
+    raw = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    body = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(raw.sum()))
+    ends = np.cumsum(raw)
+    out = np.insert(body, ends, eos_id)
+    lengths = raw + 1
+    if bos_id is not None:
+        out = np.insert(out, ends - raw + np.arange(len(raw)), bos_id)
+        lengths += 1
+    return out, lengths
+
+
 def encode_shard(task: ShardTask, spec: EncodeSpec) -> dict:
     """Encode one shard's documents (EOS appended), write it, mark it done; return its counts."""
     tok = _load_tokenizer(spec.tokenizer_file)
@@ -101,16 +115,15 @@ def encode_shard(task: ShardTask, spec: EncodeSpec) -> dict:
     writer = ShardWriter(spec.out_dir, task.name, np.dtype(spec.dtype))
     by_language: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
-    head = [] if spec.bos_id is None else [spec.bos_id]
     texts, languages, sources, doc_ids = rows["text"], rows["language"], rows["source"], rows["id"]
     for lo in range(0, len(texts), spec.batch_size):
         hi = min(lo + spec.batch_size, len(texts))
-        documents = [[*head, *enc.ids, spec.eos_id]
-                     for enc in tok.encode_batch_fast(texts[lo:hi], add_special_tokens=False)]
-        writer.add_many(documents, languages[lo:hi], sources[lo:hi], doc_ids[lo:hi])
-        for doc, language, source in zip(documents, languages[lo:hi], sources[lo:hi], strict=True):
-            by_language[language] += len(doc)
-            by_source[source] += len(doc)
+        ids, lengths = _with_specials([enc.ids for enc in tok.encode_batch_fast(texts[lo:hi], add_special_tokens=False)],
+                                      spec.bos_id, spec.eos_id)
+        writer.add_flat(ids, lengths, languages[lo:hi], sources[lo:hi], doc_ids[lo:hi])
+        for n, language, source in zip(lengths.tolist(), languages[lo:hi], sources[lo:hi], strict=True):
+            by_language[language] += n
+            by_source[source] += n
     shard = writer.close()
     shard.update(tokens_by_language=dict(by_language), tokens_by_source=dict(by_source))
     done = {"run_key": spec.run_key, "task": asdict(task), "shard": shard}

@@ -67,11 +67,20 @@ class ShardWriter:
 
     def add_many(self, documents: Sequence[Sequence[int]], languages: Sequence[str], sources: Sequence[str],
                  doc_ids: Sequence[str]) -> None:
-        """Append a batch of documents with one array conversion and one write (what `data pack` calls)."""
+        """Append a batch of documents with one array conversion and one write."""
         if not documents:
             return
         lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
         ids = np.fromiter(itertools.chain.from_iterable(documents), dtype=np.int64, count=int(lengths.sum()))
+        self.add_flat(ids, lengths, languages, sources, doc_ids)
+
+    def add_flat(self, ids: np.ndarray, lengths: np.ndarray, languages: Sequence[str], sources: Sequence[str],
+                 doc_ids: Sequence[str]) -> None:
+        """Append documents given as one concatenated id array and their lengths (what `data pack` calls)."""
+        if not len(lengths):
+            return
+        if int(lengths.sum()) != ids.size:
+            raise ValueError(f"lengths sum to {int(lengths.sum())} but {ids.size} token ids were given")
         self._write(ids, doc_ids[0] if len(doc_ids) == 1 else f"{len(doc_ids)} documents from {doc_ids[0]!r}")
         offsets = self.tokens + np.cumsum(lengths) - lengths
         self._offsets.extend(offsets.tolist())

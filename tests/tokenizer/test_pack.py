@@ -18,8 +18,9 @@ from triglot.packed import PackedDataset
 from triglot.paths import stage_dir
 
 
-def _check_every_document(cfg, rows) -> PackedDataset:
+def _check_every_document(cfg, rows, bos: bool = False) -> PackedDataset:
     data = PackedDataset(stage_dir(cfg, "pack"))
+    start = 1 if bos else 0
     tok = Tokenizer.from_file(f"{data.meta['tokenizer']}/tokenizer.json")
     assert len(data) == len(rows)
     by_id = {r["id"]: r for r in rows}
@@ -27,8 +28,10 @@ def _check_every_document(cfg, rows) -> PackedDataset:
         doc = data.document(i)
         row = by_id[doc.doc_id]
         assert doc.tokens[-1] == data.eos_id
+        if bos:
+            assert doc.tokens[0] == data.meta["bos_id"], doc.doc_id
         assert (doc.language, doc.source) == (row["language"], row["source"])
-        assert tok.decode(doc.tokens[:-1].tolist(), skip_special_tokens=False) == row["text"], doc.doc_id
+        assert tok.decode(doc.tokens[start:-1].tolist(), skip_special_tokens=False) == row["text"], doc.doc_id
     return data
 
 
@@ -52,6 +55,15 @@ def test_pack_decodes_every_document_uint16(bpe_run, clean_data, tmp_path):
     assert set(by_language) == {"en", "zh-Hans", "zh-Hant", "yue", "mixed", "other"}
     # Unchanged inputs: the stage skips itself.
     assert run_pack_stage(cfg)["timings"] == manifest["timings"]
+
+
+def test_add_bos_starts_every_document_with_bos(bpe_run, clean_data, tmp_path):
+    cfg = tokenizer_config(tmp_path, clean_data[0], f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}",
+                           "pack.docs_per_shard=300", "pack.workers=1", "pack.add_bos=true")
+    counts = run_pack_stage(cfg)["counts"]
+    data = _check_every_document(cfg, clean_data[1], bos=True)
+    assert data.meta["add_bos"] is True and counts["tokens"] == data.num_tokens
+    assert sum(1 for i in range(len(data)) if data.tokens(i)[0] == data.meta["bos_id"]) == len(data)
 
 
 def test_pack_resumes_by_shard(bpe_run, clean_data, tmp_path):
