@@ -162,8 +162,11 @@ def hf_worker(config: str, out: str) -> None:
             return {k: torch.from_numpy(getattr(s, k)) for k in ("input_ids", "labels", "position_ids")}
 
     def loss_fn(outputs, labels, num_items_in_batch=None):  # labels are already the next tokens (no shift)
+        # With compute_loss_func, Trainer leaves the accumulation scaling to the loss: a sum over the tokens of
+        # the whole accumulated batch (num_items_in_batch), as transformers' own causal-LM loss does.
         logits = outputs.logits.float()
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100, reduction="sum")
+        return loss / (num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum())
 
     clock = {}
 
