@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,20 +150,20 @@ def module_groups(model: Any) -> list[list[tuple[str, Any]]]:
     A tied weight appears once, under its first name (how transformers saves it too).
     """
     seen: set[int] = set()
-    groups = []
-    for prefix, module in model.named_modules():
-        dot = f"{prefix}." if prefix else ""
-        group = []
-        for name, param in module.named_parameters(recurse=False):
-            if id(param) not in seen:
-                seen.add(id(param))
-                group.append((dot + name, param))
-        skip = getattr(module, "_non_persistent_buffers_set", set())
-        group += [(dot + name, buf) for name, buf in module.named_buffers(recurse=False)
-                  if buf is not None and name not in skip]
-        if group:
-            groups.append(group)
-    return groups
+    groups = [module_tensors(module, f"{prefix}." if prefix else "", seen) for prefix, module in model.named_modules()]
+    return [group for group in groups if group]
+
+
+def module_tensors(module: Any, dot: str, seen: set[int]) -> list[tuple[str, Any]]:
+    """A module's own parameters not in `seen` (added to it) and its persistent buffers, named `dot` + name."""
+    group = []
+    for name, param in module.named_parameters(recurse=False):
+        if id(param) not in seen:
+            seen.add(id(param))
+            group.append((dot + name, param))
+    skip = getattr(module, "_non_persistent_buffers_set", set())
+    return group + [(dot + name, buf) for name, buf in module.named_buffers(recurse=False)
+                    if buf is not None and name not in skip]
 
 
 def full_shape(tensor: Any) -> tuple[int, ...]:
@@ -185,8 +185,29 @@ def parameter_count(model: Any) -> int:
     return sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
 
 
-def stream_weights(model: Any, writer: ShardedSafetensorsWriter | None, zero_stage: int) -> None:
-    """Collective under ZeRO-3: gather module by module; the rank with a `writer` writes each tensor.
+@dataclass
+class ExportUnit:
+    """Tensors gathered together (one module's) and the tensors written from them while they are whole:
+    each output is its spec and a call that returns it (the tensor itself, or one computed from the gathered
+    ones, such as a base weight with its LoRA delta folded in)."""
+
+    gather: list[Any]
+    outputs: list[tuple[TensorSpec, Callable[[], Any]]]
+
+    @classmethod
+    def as_is(cls, group: list[tuple[str, Any]]) -> ExportUnit:
+        """Tensors written as they are, under their names."""
+        return cls([t for _, t in group], [(TensorSpec(name, full_shape(t), t.dtype), lambda t=t: t)
+                                           for name, t in group])
+
+
+def plain_units(model: Any) -> list[ExportUnit]:
+    """Every module's own parameters and persistent buffers, written as they are."""
+    return [ExportUnit.as_is(group) for group in module_groups(model)]
+
+
+def stream_units(units: list[ExportUnit], writer: ShardedSafetensorsWriter | None, zero_stage: int) -> None:
+    """Collective under ZeRO-3: gather unit by unit; the rank with a `writer` writes each output.
 
     A write error (a full disk) stops the writing but not the gathering, so every rank leaves the loop
     together; the error is raised after it.
@@ -195,18 +216,23 @@ def stream_weights(model: Any, writer: ShardedSafetensorsWriter | None, zero_sta
 
     failure: BaseException | None = None
     release = host_memory_release()
-    for group in module_groups(model):
-        with _gathered([t for _, t in group], zero_stage), torch.no_grad():
+    for unit in units:
+        with _gathered(unit.gather, zero_stage), torch.no_grad():
             if writer is None or failure is not None:
                 continue
             try:
-                for name, tensor in group:
-                    writer.write(name, tensor)
+                for spec, produce in unit.outputs:
+                    writer.write(spec.name, produce())
             except Exception as err:  # noqa: BLE001 - re-raised below, once the other ranks are done
                 failure = err
         release()
     if failure is not None:
         raise failure
+
+
+def stream_weights(model: Any, writer: ShardedSafetensorsWriter | None, zero_stage: int) -> None:
+    """Collective under ZeRO-3: gather module by module; the rank with a `writer` writes each tensor."""
+    stream_units(plain_units(model), writer, zero_stage)
 
 
 def host_memory_release() -> Any:
@@ -249,11 +275,27 @@ def export_hf(model: Any, out_dir: Path, tokenizer_dir: Path | None, zero_stage:
     Collective under ZeRO-3 (every rank must call it). Extra memory per rank: the largest module's
     parameters (gathered), not the model's.
     """
-    max_bytes = shard_bytes(max_shard_size)
     if not is_main and zero_stage != 3:
         return  # the parameters are whole on rank 0: nothing to gather
-    groups = module_groups(model)
-    specs = [TensorSpec(name, full_shape(t), t.dtype) for group in groups for name, t in group]
+    tokenizer = None
+    if tokenizer_dir is not None and is_main:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    export_units(model, plain_units(model), out_dir, tokenizer, zero_stage, is_main, max_shard_size)
+
+
+def export_units(model: Any, units: list[ExportUnit], out_dir: Path, tokenizer: Any, zero_stage: int,
+                 is_main: bool, max_shard_size: str | int = "5GB",
+                 extra: Callable[[Path], None] | None = None, config_changes: dict | None = None) -> None:
+    """The streamed export of `units` into `out_dir`, with `model`'s config and `tokenizer` beside the weights.
+
+    Collective under ZeRO-3. Written into a temporary folder that replaces `out_dir` once whole; `extra`, when
+    given, is called on every rank with that folder before the rename (to add files, collectively if need be).
+    `config_changes` are set on the written config.json.
+    """
+    max_bytes = shard_bytes(max_shard_size)
+    specs = [spec for unit in units for spec, _ in unit.outputs]
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     writer = None
     if is_main:
@@ -261,19 +303,20 @@ def export_hf(model: Any, out_dir: Path, tokenizer_dir: Path | None, zero_stage:
         tmp.mkdir(parents=True)
         writer = ShardedSafetensorsWriter(tmp, specs, max_bytes)
     try:
-        stream_weights(model, writer, zero_stage)
+        stream_units(units, writer, zero_stage)
     finally:
         if writer is not None:
             writer.abort()
+    if is_main:
+        writer.close()
+    if extra is not None:
+        extra(tmp)
     if not is_main:
         return
-    writer.close()
-    tokenizer = None
-    if tokenizer_dir is not None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    write_folder_files(tmp, hf_config(model, specs), tokenizer, getattr(model, "generation_config", None))
+    config = hf_config(model, specs)
+    for key, value in (config_changes or {}).items():
+        setattr(config, key, value)
+    write_folder_files(tmp, config, tokenizer, getattr(model, "generation_config", None))
     replace_folder(tmp, out_dir)
     log.info("exported %s (%d shard(s))", out_dir, len(writer.names))
 

@@ -73,3 +73,39 @@ def test_unknown_target_module_is_a_config_error(tiny_model_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     with pytest.raises(ConfigError, match="c_attn"):
         apply_lora(model, lora_section(target_modules=["c_attn"]))
+
+
+def test_streamed_merge_equals_peft_merge_one_module_at_a_time(tiny_model_dir: Path, tokenizer, tmp_path: Path) -> None:
+    """The module-by-module merged export writes exactly what peft's merge_and_unload gives, modules_to_save
+    included, and no unit gathers more than one module's tensors."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    from triglot.train.sft.lora import _export_merged_whole, merged_units
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    peft_model = apply_lora(model, lora_section(rank=4, alpha=8.0, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                modules_to_save=["lm_head"]))
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    export_merged(peft_model, tmp_path / "streamed", tokenizer, zero_stage=0, is_main=True)
+    _export_merged_whole(peft_model, tmp_path / "whole", tokenizer, zero_stage=0, is_main=True, adapter_too=True)
+    streamed = load_file(tmp_path / "streamed" / "model.safetensors")
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    assert set(streamed) == set(whole) and "lm_head.weight" in streamed  # the trained head, untied
+    for name, tensor in whole.items():
+        assert torch.equal(streamed[name], tensor), name
+    config = {k: json.loads((tmp_path / d / "config.json").read_text())["tie_word_embeddings"] for k, d in
+              (("streamed", "streamed"), ("whole", "whole"))}
+    assert config == {"streamed": False, "whole": False}
+    base = load_file(tiny_model_dir / "model.safetensors")
+    changed = {n for n in base if not torch.equal(base[n], whole[n])}
+    assert {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight"} <= changed
+    assert "model.layers.0.self_attn.k_proj.weight" not in changed
+    assert (tmp_path / "streamed" / "adapter" / "adapter_config.json").is_file()
+    largest = max(sum(p.numel() for p in m.parameters()) for m in peft_model.modules()
+                  if "lora" in type(m).__module__ or not list(m.children()))
+    units = merged_units(peft_model.get_base_model())
+    assert max(sum(t.numel() for t in u.gather) for u in units) <= largest

@@ -86,7 +86,8 @@ class SftTrainer(Trainer):
         if self.cfg.sft.lora.enabled and not self.cfg.sft.lora.merge_on_export:
             export_adapter(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0)
             return
-        export_merged(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0)
+        export_merged(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0,
+                      max_shard_size=self.cfg.train.export.max_shard_size)
 
     def lineage(self) -> dict:
         start = Path(self.cfg.model.pretrained)
