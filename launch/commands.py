@@ -41,8 +41,10 @@ def _launch_slurm(args: argparse.Namespace) -> int:
     if args.component:
         cfg.launch.components = [ComponentSpec(**parse_component(text)) for text in args.component]
     # A heterogeneous job: components checked now, their micro batches written into the frozen config.
-    apply_micro_batches(cfg, components_of(cfg, load_cluster(str(cfg.launch.cluster))))
-    check_launch_plan(cfg, args.stage, int(cfg.launch.nodes), int(cfg.launch.gpus_per_node), args.ignore_plan)
+    components = components_of(cfg, load_cluster(str(cfg.launch.cluster)))
+    apply_micro_batches(cfg, components)
+    check_launch_plan(cfg, args.stage, int(cfg.launch.nodes), int(cfg.launch.gpus_per_node), args.ignore_plan,
+                      components)
     invocation = f"launch slurm {args.stage} {args.config} " + " ".join(
         [*args.overrides, *(f"--component {text}" for text in args.component or ())])
     records = launch_stage(cfg, args.stage, invocation.strip(), int(cfg.launch.nodes),

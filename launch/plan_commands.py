@@ -77,11 +77,17 @@ def training_sections(cfg: Any, stage: str) -> list[tuple[str, Any]]:
     return out
 
 
-def check_launch_plan(cfg: Any, stage: str, nodes: int, gpus_per_node: int, ignore: bool = False) -> None:
+def check_launch_plan(cfg: Any, stage: str, nodes: int, gpus_per_node: int, ignore: bool = False,
+                      components: list[Any] = ()) -> None:
     """Print the plan of each training stage on stderr; a configured setting that cannot fit is refused
-    (ConfigError naming the setting to change) unless `ignore`."""
+    (ConfigError naming the setting to change) unless `ignore`. With a heterogeneous job's `components`,
+    the plan is for their nodes and ranks, not launch.nodes x launch.gpus_per_node."""
+    world = None
+    if components:
+        nodes, world = sum(c.nodes for c in components), sum(c.ranks for c in components)
+        gpus_per_node = max(c.gpus for c in components)
     for name, train in training_sections(cfg, stage):
-        plan = plan_for_config(cfg, nodes, gpus_per_node, train)
+        plan = plan_for_config(cfg, nodes, gpus_per_node, train, world=world)
         print("\n".join(f"# {line}" for line in format_plan(plan).splitlines()), file=sys.stderr)
         if plan.configured.fits is not False or ignore:
             continue

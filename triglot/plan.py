@@ -373,15 +373,19 @@ def micro_batch_for_plan(train: Any, hardware: Any, world: int) -> int:
     return max(1, min(micro, int(train.global_batch_size) // max(1, world)))
 
 
-def plan_for_config(cfg: Any, nodes: int, gpus_per_node: int, train: Any = None) -> Plan:
+def plan_for_config(cfg: Any, nodes: int, gpus_per_node: int, train: Any = None, world: int | None = None) -> Plan:
     """The plan for cfg's model, train section (or `train`, e.g. fine-tuning's) and hardware on nodes x devices.
 
     gpus_per_node 0 means CPU ranks (run.nproc_per_node per node), whose memory the profile does not state.
+    `world` gives the rank count where nodes differ in devices (a heterogeneous job's components).
     """
     train = cfg.train if train is None else train
     hw = cfg.hardware
     ranks = gpus_per_node if gpus_per_node > 0 else max(1, int(cfg.run.nproc_per_node))
-    world = max(1, nodes) * ranks
+    if world is None:
+        world = max(1, nodes) * ranks
+    else:
+        ranks = max(1, world // max(1, nodes))
     shape = pretrained_shape(cfg.model.pretrained) if cfg.model.pretrained else None
     if shape is None:
         shape = model_shape(cfg.model, vocab_for_plan(cfg)[0])

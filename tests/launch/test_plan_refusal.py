@@ -49,3 +49,15 @@ def test_a_setting_that_fits_is_not_refused(tmp_path):
     proc = launch(tmp_path / "run", "train.zero_stage=3", "launch.nodes=8", "train.micro_batch_size=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "# configured (*): ZeRO-3" in proc.stderr and ": fits" in proc.stderr
+
+
+def test_a_heterogeneous_job_is_planned_for_its_components(tmp_path):
+    """launch.nodes=1 x 8 cannot hold 70b under ZeRO-3 without offload; two components of 4 nodes x 8 GPUs can."""
+    settings = ["train.zero_stage=3", "train.micro_batch_size=1", "launch.cluster=local"]
+    alone = launch(tmp_path / "alone", *settings)
+    assert alone.returncode == 2 and "ZeRO-3 needs" in alone.stderr, alone.stderr[-3000:]
+    proc = launch(tmp_path / "het", *settings, "--component", "partition=debug,nodes=4,gpus=8",
+                  "--component", "partition=second,nodes=4,gpus=8")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "# configured (*): ZeRO-3" in proc.stderr and ": fits" in proc.stderr
+    assert "8 node" in proc.stderr
