@@ -125,7 +125,7 @@ def encode_shard(task: ShardTask, spec: EncodeSpec) -> dict:
             by_language[language] += n
             by_source[source] += n
     shard = writer.close()
-    shard.update(tokens_by_language=dict(by_language), tokens_by_source=dict(by_source))
+    shard.update(tokens_by_language=dict(by_language), tokens_by_source=dict(by_source), hashed=writer.hashed)
     done = {"run_key": spec.run_key, "task": asdict(task), "shard": shard}
     tmp = Path(spec.out_dir) / f"{task.name}{DONE}.tmp"
     tmp.write_text(json.dumps(done, ensure_ascii=False), encoding="utf-8")
@@ -246,5 +246,5 @@ def _finish(manifest: StageManifest, out_dir: Path, shards: list[dict], vocab_si
               "tokens_by_language": dict(by_language), "tokens_by_source": dict(by_source)}
     log.info("packed %d documents, %d tokens (%s) in %d shards, %.0f tokens/s", documents, tokens, dtype.name,
              len(shards), tokens / max(seconds, 1e-9))
-    return manifest.write(outputs=outputs, counts=counts, dtype=dtype.name, vocab_size=vocab_size,
-                          tokens_per_second=tokens / max(seconds, 1e-9))
+    return manifest.write(outputs=outputs, counts=counts, hashed=[e for s in shards for e in s.get("hashed", [])],
+                          dtype=dtype.name, vocab_size=vocab_size, tokens_per_second=tokens / max(seconds, 1e-9))

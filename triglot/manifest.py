@@ -157,9 +157,15 @@ class StageManifest:
                 return False
         return True
 
-    def write(self, outputs: Iterable[Any] = (), counts: dict | None = None, **extra: Any) -> dict:
-        """Record outputs (files or folders) and counts; written atomically, after the outputs."""
+    def write(self, outputs: Iterable[Any] = (), counts: dict | None = None, hashed: Iterable[dict] = (),
+              **extra: Any) -> dict:
+        """Record outputs (files or folders) and counts; written atomically, after the outputs.
+
+        `hashed`: entries (path, size, mtime_ns, sha256) of outputs whose writer hashed the bytes as it wrote
+        them; a file still of that size and mtime is not read again.
+        """
         known = {e["path"]: e for e in (self.previous or {}).get("outputs", []) if "sha256" in e}
+        known.update((e["path"], e) for e in hashed)
         manifest = {
             "stage": self.stage,
             "config_hash": self.config_hash,

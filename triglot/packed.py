@@ -9,6 +9,7 @@ length, language, source, doc_id per document). Shards are written aside and ren
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -48,6 +49,7 @@ class ShardWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._bin_tmp = self.folder / f"{name}.bin.tmp"
         self._bin = open(self._bin_tmp, "wb")
+        self._digest = hashlib.sha256()  # of the bytes as they are written: the manifest need not read them back
         self._offsets: list[int] = []
         self._lengths: list[int] = []
         self._languages: list[str] = []
@@ -93,7 +95,9 @@ class ShardWriter:
     def _write(self, ids: np.ndarray, what: str) -> None:
         if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(self.dtype).max):
             raise ValueError(f"token id out of range for {self.dtype} in document {what!r}")
-        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
+        data = ids.astype(self.dtype, copy=False).tobytes()
+        self._digest.update(data)
+        self._bin.write(data)
 
     def close(self) -> dict:
         self._bin.flush()
@@ -108,8 +112,13 @@ class ShardWriter:
         })
         idx_tmp = self.folder / f"{self.name}.idx.parquet.tmp"
         pq.write_table(table, idx_tmp)
-        os.replace(self._bin_tmp, self.folder / f"{self.name}.bin")
-        os.replace(idx_tmp, self.folder / f"{self.name}.idx.parquet")
+        files = [(self.folder / f"{self.name}.bin", self._digest.hexdigest()),
+                 (self.folder / f"{self.name}.idx.parquet", hashlib.sha256(idx_tmp.read_bytes()).hexdigest())]
+        os.replace(self._bin_tmp, files[0][0])
+        os.replace(idx_tmp, files[1][0])
+        # Manifest entries of the two files, for StageManifest.write(hashed=...).
+        self.hashed = [{"path": str(path), "size": (st := path.stat()).st_size, "mtime_ns": st.st_mtime_ns,
+                        "sha256": digest} for path, digest in files]
         return {"name": self.name, "tokens": self.tokens, "documents": len(self._offsets)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +54,12 @@ def test_pack_decodes_every_document_uint16(bpe_run, clean_data, tmp_path):
     assert counts["tokens_by_language"] == dict(by_language)
     assert counts["tokens_by_source"] == dict(by_source)
     assert set(by_language) == {"en", "zh-Hans", "zh-Hant", "yue", "mixed", "other"}
+    # The hashes the shard writers took of the bytes as they wrote them are the files' own.
+    from triglot.manifest import sha256_file
+
+    entries = {Path(e["path"]).name: e["sha256"] for e in manifest["outputs"]}
+    assert len([n for n in entries if n.startswith("shard-")]) == 12
+    assert all(sha256_file(stage_dir(cfg, "pack") / name) == digest for name, digest in entries.items())
     # Unchanged inputs: the stage skips itself.
     assert run_pack_stage(cfg)["timings"] == manifest["timings"]
 
