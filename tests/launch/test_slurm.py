@@ -56,15 +56,17 @@ def test_train_job_with_two_tasks(slurm_cluster: str, packed_dir: Path, tmp_path
 
 def test_signalled_job_requeues_and_resumes(slurm_cluster: str, packed_dir: Path, tmp_path: Path, helpers) -> None:
     run_dir = tmp_path / "run"
-    steps, batch = 30, 8
+    # The tiny model trains tens of steps a second: enough steps, one sequence per micro-batch, that the stop
+    # signal lands mid-run rather than after the last step (then there would be nothing to resume).
+    steps, batch = 300, 8
     out = triglot("launch", "slurm", "train", QUICKSTART,
-                  *helpers.tiny_overrides(run_dir, packed_dir, steps=steps, every=10), "train.log_samples=true",
-                  "run.nproc_per_node=2")
+                  *helpers.tiny_overrides(run_dir, packed_dir, steps=steps, every=100), "train.log_samples=true",
+                  "train.micro_batch_size=1", "run.nproc_per_node=2")
     job_id = out.strip().splitlines()[-1]
     deadline = time.monotonic() + 300
-    while last_step(run_dir) < 6:
-        assert time.monotonic() < deadline, "training did not reach step 6"
-        time.sleep(1)
+    while last_step(run_dir) < 3:
+        assert time.monotonic() < deadline, "training did not reach step 3"
+        time.sleep(0.2)
     # What Slurm does ahead of the time limit (--signal=B:USR1@N): signal the batch shell.
     subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
     helpers.wait_for_jobs([job_id], timeout=600)
@@ -75,7 +77,7 @@ def test_signalled_job_requeues_and_resumes(slurm_cluster: str, packed_dir: Path
     assert {row[1] for row in events(run_dir, job_id)} == {"0", "1"}  # two attempts of the same job
     assert (run_dir / "checkpoints" / f"step-{steps:08d}" / "COMPLETE").is_file()
     log = (run_dir / "logs" / f"quickstart-train-{job_id}.out").read_text()
-    assert "attempt 1" in log and "resumed from" in log
+    assert "attempt 1" in log and "resumed from" in log, log[-3000:]
     # Every global sample index of the run was consumed exactly once across the interruption.
     seen: list[int] = []
     step_counts: dict[int, int] = {}
