@@ -1,7 +1,5 @@
 """`python -m triglot` runs the command line (used by torchrun and sbatch scripts)."""
 
-import sys
+from triglot.cli import run
 
-from triglot.cli import main
-
-sys.exit(main())
+run()

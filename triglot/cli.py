@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from triglot.config import config_hash, load_config, to_yaml
-from triglot.dist import close_process_group
+from triglot.dist import close_process_group, leave
 from triglot.errors import ConfigError, TriglotError
 
 # Stage packages that add subcommands through `add_commands(subparsers, groups)`.
@@ -206,5 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def run() -> None:
+    """The `triglot` command and `python -m triglot`: main's exit code, without teardown aborts in a rank."""
+    leave(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,30 @@ def close_process_group() -> None:
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with `code`; a rank of a distributed job skips interpreter teardown.
+
+    Left to interpreter finalisation, objects that still hold a gloo process group (DeepSpeed's and
+    accelerate's caches keep references after destroy_process_group) are freed while the interpreter is
+    half gone, and a gloo worker thread can abort the process ("terminate called without an active
+    exception") after its work is done, turning exit code 0 into SIGABRT. So a rank does what
+    finalisation would do while everything is whole (join its non-daemon threads, run the atexit
+    handlers: W&B, logging, temporary folders, flush the streams) and then exits at once.
+    """
+    import sys
+    import threading
+
+    if "WORLD_SIZE" not in os.environ or "torch.distributed" not in sys.modules:
+        sys.exit(code)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
