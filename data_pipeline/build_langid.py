@@ -170,17 +170,24 @@ def _key(word: str) -> int | None:
     return keys[-1] if keys and len(word) <= 2 else None
 
 
-def with_markers(model: dict[int, float], zh: Counter) -> dict[int, float]:
+def with_markers(model: dict[int, float], zh: Counter, pooled: dict[int, float] | None = None) -> dict[int, float]:
     """Listed Cantonese characters and two-character words (resources/yue_markers.txt, yue_words.txt)
     that the Mandarin training text (almost) never uses weigh MARKER_WEIGHT at least, also when too rare
-    to be counted; the listed Mandarin words that contain a marker (yue_marker_exceptions.txt, 關係)
+    to be counted. A listed word that Mandarin text does use (街市, 幫手; or a pair across two words, as
+    边度 in 周边度假) weighs its log ratio over all the training text (`pooled`), up to MARKER_WEIGHT, when
+    that is positive. The listed Mandarin words that contain a marker (yue_marker_exceptions.txt, 關係)
     cancel it."""
     out = dict(model)
+    pooled = pooled or {}
     for name in ("yue_markers.txt", "yue_words.txt"):
         for word in langid.read_list(name):
             key = _key(word)
-            if key is not None and zh[key] <= MARKER_MAX_MANDARIN:
+            if key is None:
+                continue
+            if zh[key] <= MARKER_MAX_MANDARIN:
                 out[key] = max(out.get(key, 0.0), MARKER_WEIGHT)
+            elif pooled.get(key, 0.0) > 0:
+                out[key] = max(out.get(key, 0.0), min(MARKER_WEIGHT, pooled[key]))
     for word in langid.read_list("yue_marker_exceptions.txt"):
         key = _key(word)
         if key is not None:
@@ -222,13 +229,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared corpora folder")
     parser.add_argument("--out", type=Path, default=langid.RESOURCES / langid.MODEL_FILE)
     args = parser.parse_args()
-    per_pair, zh_all = {}, Counter()
+    per_pair, zh_all, yue_all = {}, Counter(), Counter()
     for name, (yue, zh) in training_pairs(args.data).items():
         zh_counts = count_ngrams(t for it in zh for t in it)
+        yue_counts = count_ngrams(t for it in yue for t in it)
         if name != "register":  # only real Mandarin text vetoes a listed marker
             zh_all.update(zh_counts)
-        per_pair[name] = weights(count_ngrams(t for it in yue for t in it), zh_counts)
-    model = with_markers(agree([per_pair["chat"], per_pair["register"]], [per_pair["wiki"]]), zh_all)
+            yue_all.update(yue_counts)
+        per_pair[name] = weights(yue_counts, zh_counts)
+    model = with_markers(agree([per_pair["chat"], per_pair["register"]], [per_pair["wiki"]]), zh_all,
+                         weights(yue_all, zh_all))
     write_model(model, args.out)
     words = english_words(args.data)
     write_words(words, args.out.parent / "en_common_words.txt")
