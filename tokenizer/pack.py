@@ -110,22 +110,27 @@ def _with_specials(encoded: list[list[int]], bos_id: int | None, eos_id: int) ->
 
 def encode_shard(task: ShardTask, spec: EncodeSpec) -> dict:
     """Encode one shard's documents (EOS appended), write it, mark it done; return its counts."""
+    started = time.perf_counter()
     tok = _load_tokenizer(spec.tokenizer_file)
     rows = read_rows(task.file, task.start, task.stop, ["id", "text", "language", "source"])
     writer = ShardWriter(spec.out_dir, task.name, np.dtype(spec.dtype))
     by_language: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
     texts, languages, sources, doc_ids = rows["text"], rows["language"], rows["source"], rows["id"]
+    encoding = 0.0
     for lo in range(0, len(texts), spec.batch_size):
         hi = min(lo + spec.batch_size, len(texts))
-        ids, lengths = _with_specials([enc.ids for enc in tok.encode_batch_fast(texts[lo:hi], add_special_tokens=False)],
-                                      spec.bos_id, spec.eos_id)
+        tick = time.perf_counter()
+        encoded = [enc.ids for enc in tok.encode_batch_fast(texts[lo:hi], add_special_tokens=False)]
+        encoding += time.perf_counter() - tick
+        ids, lengths = _with_specials(encoded, spec.bos_id, spec.eos_id)
         writer.add_flat(ids, lengths, languages[lo:hi], sources[lo:hi], doc_ids[lo:hi])
         for n, language, source in zip(lengths.tolist(), languages[lo:hi], sources[lo:hi], strict=True):
             by_language[language] += n
             by_source[source] += n
     shard = writer.close()
-    shard.update(tokens_by_language=dict(by_language), tokens_by_source=dict(by_source), hashed=writer.hashed)
+    shard.update(tokens_by_language=dict(by_language), tokens_by_source=dict(by_source), hashed=writer.hashed,
+                 seconds={"task": time.perf_counter() - started, "encode": encoding})
     done = {"run_key": spec.run_key, "task": asdict(task), "shard": shard}
     tmp = Path(spec.out_dir) / f"{task.name}{DONE}.tmp"
     tmp.write_text(json.dumps(done, ensure_ascii=False), encoding="utf-8")
@@ -221,6 +226,8 @@ def run_pack_stage(cfg: Any, force: bool = False) -> dict:
     shards = {t.name: s for t in tasks if (s := finished_shard(out_dir, t, run_key)) is not None}
     if shards:
         log.info("resuming: %d of %d shards already packed", len(shards), len(tasks))
+        for shard in shards.values():
+            shard.pop("seconds", None)  # that run's time, not this one's
     workers = section.workers or os.cpu_count() or 1
     shards.update(_encode_all([t for t in tasks if t.name not in shards], spec, workers))
     ordered = [shards[t.name] for t in tasks]
@@ -244,7 +251,12 @@ def _finish(manifest: StageManifest, out_dir: Path, shards: list[dict], vocab_si
     outputs = [out_dir / f"{s['name']}{ext}" for s in shards for ext in (".bin", ".idx.parquet")] + [meta]
     counts = {"documents": documents, "tokens": tokens, "shards": len(shards),
               "tokens_by_language": dict(by_language), "tokens_by_source": dict(by_source)}
+    # Where the workers' time went: shard tasks in all (read, encode, write, hash) and the tokenizer calls.
+    # Shards an earlier, interrupted run finished are not timed here.
+    timed = [s["seconds"] for s in shards if "seconds" in s]
+    worker_seconds = {k: round(sum(t[k] for t in timed), 3) for k in ("task", "encode")}
     log.info("packed %d documents, %d tokens (%s) in %d shards, %.0f tokens/s", documents, tokens, dtype.name,
              len(shards), tokens / max(seconds, 1e-9))
     return manifest.write(outputs=outputs, counts=counts, hashed=[e for s in shards for e in s.get("hashed", [])],
-                          dtype=dtype.name, vocab_size=vocab_size, tokens_per_second=tokens / max(seconds, 1e-9))
+                          dtype=dtype.name, vocab_size=vocab_size, tokens_per_second=tokens / max(seconds, 1e-9),
+                          worker_seconds=worker_seconds)

@@ -60,6 +60,8 @@ def test_pack_decodes_every_document_uint16(bpe_run, clean_data, tmp_path):
     entries = {Path(e["path"]).name: e["sha256"] for e in manifest["outputs"]}
     assert len([n for n in entries if n.startswith("shard-")]) == 12
     assert all(sha256_file(stage_dir(cfg, "pack") / name) == digest for name, digest in entries.items())
+    # The workers' time, and the part of it spent in the tokenizer.
+    assert 0 < manifest["worker_seconds"]["encode"] < manifest["worker_seconds"]["task"]
     # Unchanged inputs: the stage skips itself.
     assert run_pack_stage(cfg)["timings"] == manifest["timings"]
 
