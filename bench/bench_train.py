@@ -343,10 +343,15 @@ def plot_memory(memory: dict[int, list[int]]) -> str:
     return path
 
 
+def goal_model_best(results: dict) -> tuple[str, dict[str, float]]:
+    """The model the goals are read on (the >= 20M one, or the largest measured) and each variant's best."""
+    name = GOAL_MODEL if GOAL_MODEL in results else list(results)[-1]
+    return name, {k: max(v) for k, v in results[name].items()}
+
+
 def throughput_goals(results: dict) -> list[dict]:
     """The goals, read on the >= 20M model (or the largest one measured)."""
-    name = GOAL_MODEL if GOAL_MODEL in results else list(results)[-1]
-    best = {k: max(v) for k, v in results[name].items()}
+    name, best = goal_model_best(results)
     ours = best["triglot ZeRO-2"]
     torch_v, hf_v = versions("torch"), versions("transformers", "deepspeed", "accelerate")
     ddp = f"torchrun + DistributedDataParallel, gloo ({torch_v})"
@@ -381,8 +386,7 @@ def why_not_met(results: dict, goals: list[dict]) -> list[str]:
     ddp = next(g for g in goals if "ZeRO-2 / plain DDP loop" in g["measure"])
     if ddp["met"]:
         return []
-    name = GOAL_MODEL if GOAL_MODEL in results else list(results)[-1]
-    best = {k: max(v) for k, v in results[name].items()}
+    _, best = goal_model_best(results)
     vs_hf = best["triglot ZeRO-2"] / best["HF Trainer + DeepSpeed ZeRO-2"]
     hf_vs_ddp = best["HF Trainer + DeepSpeed ZeRO-2"] / best["plain DDP loop"]
     return ["", f"Why the ZeRO-2 / DDP goal is not met: the HF Trainer row runs the same DeepSpeed ZeRO-2 engine from the same "

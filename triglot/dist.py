@@ -108,10 +108,10 @@ def close_process_group() -> None:
 def leave(code: int) -> NoReturn:
     """End the process with `code`; a rank of a distributed job skips interpreter teardown.
 
-    Left to interpreter finalisation, objects that still hold a gloo process group (DeepSpeed's and
-    accelerate's caches keep references after destroy_process_group) are freed while the interpreter is
-    half gone, and a gloo worker thread can abort the process ("terminate called without an active
-    exception") after its work is done, turning exit code 0 into SIGABRT. So a rank does what
+    A rank that had a gloo process group can abort during interpreter finalisation ("terminate called
+    without an active exception") after its work is done, even after destroy_process_group, turning exit
+    code 0 into SIGABRT: objects that may still hold the group (DeepSpeed's and accelerate's state are
+    the likely holders) are then freed while the interpreter is half gone. So a rank does what
     finalisation would do while everything is whole (join its non-daemon threads, run the atexit
     handlers: W&B, logging, temporary folders, flush the streams) and then exits at once.
     """
