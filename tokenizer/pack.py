@@ -1,7 +1,9 @@
 """`triglot data pack`: cleaned parquet documents to memory-mapped token shards that training reads.
 
-Each output shard is a fixed row range of one clean file, encoded by a pool of worker processes and
-marked done when written, so an interrupted pack resumes shard by shard. A (re)pack first removes
+Each output shard is a fixed row range of one clean file, encoded by a pool of workers and marked done
+when written, so an interrupted pack resumes shard by shard. Up to THREAD_WORKERS workers are threads of
+this process (the tokenizer releases the GIL while it encodes, and threads cost no start-up); more are
+processes, so that the Python work around each batch never queues on one GIL. A (re)pack first removes
 meta.json and the manifest, and writes them last (each atomically): only a finished pack has them.
 """
 
@@ -13,9 +15,10 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,20 +82,25 @@ def read_rows(path: str, start: int, stop: int, columns: list[str]) -> dict[str,
     return {c: table.column(c).to_pylist() for c in columns}
 
 
-_TOKENIZER: dict[str, Any] = {}
+# Workers that are threads of the packing process; past this many, the Python work around each batch
+# (row reads, id arrays, counts, writes: about a tenth of a worker's time) would queue on the GIL.
+THREAD_WORKERS = 4
+_LOCAL = threading.local()  # one tokenizer per worker thread: nothing is shared between encode calls
 
 
 def _init_worker() -> None:
-    # One process per core does the parallelism; threads inside each would only compete for the cores.
+    # One worker per core does the parallelism; the tokenizer's own threads would only compete for the cores.
+    # (tokenizers reads this at every call.)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def _load_tokenizer(path: str) -> Any:
-    if path not in _TOKENIZER:
+    cache = _LOCAL.__dict__.setdefault("tokenizers", {})
+    if path not in cache:
         from tokenizers import Tokenizer
 
-        _TOKENIZER[path] = Tokenizer.from_file(path)
-    return _TOKENIZER[path]
+        cache[path] = Tokenizer.from_file(path)
+    return cache[path]
 
 
 def _with_specials(encoded: list[list[int]], bos_id: int | None, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -158,14 +166,36 @@ def run_key_of(manifest: StageManifest, add_bos: bool) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _pool(workers: int) -> Executor:
+    if workers <= THREAD_WORKERS:
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pack")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker)
+
+
 def _encode_all(pending: list[ShardTask], spec: EncodeSpec, workers: int) -> dict[str, dict]:
-    if workers <= 1 or len(pending) <= 1:
-        return {t.name: encode_shard(t, spec) for t in pending}
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx,
-                             initializer=_init_worker) as pool:
-        futures = {t.name: pool.submit(encode_shard, t, spec) for t in pending}
-        return {name: f.result() for name, f in futures.items()}
+    workers = min(workers, len(pending))
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    _init_worker()  # for the in-process workers; restored after
+    try:
+        if workers <= 1:
+            return {t.name: encode_shard(t, spec) for t in pending}
+        pool = _pool(workers)
+        try:
+            futures = {t.name: pool.submit(encode_shard, t, spec) for t in pending}
+            return {name: f.result() for name, f in futures.items()}
+        except BaseException:
+            # A failed shard or Ctrl-C: drop the queued shards, let the running ones finish (each is marked
+            # done only when whole), then raise.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+    finally:
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
 
 
 def _withdraw_completion(out_dir: Path) -> None:

@@ -166,3 +166,33 @@ def test_consumers_reuse_the_hashes_the_pack_recorded(bpe_run, clean_data, tmp_p
     # A changed mtime is hashed again.
     os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     assert consumer_hashes(out)[shard.name] == sha256_file(shard)
+
+
+def test_thread_and_process_workers_write_the_same_shards(bpe_run, clean_data, tmp_path):
+    """Up to THREAD_WORKERS workers are threads of the packing process, more are spawned processes: both
+    write byte for byte what a single worker writes, and a failing shard stops either pool with its error."""
+    from triglot.tokenizer import pack
+
+    digests = {}
+    for workers in (1, 2, pack.THREAD_WORKERS + 1):
+        cfg = tokenizer_config(tmp_path / f"w{workers}", clean_data[0], "pack.docs_per_shard=100",
+                               f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}", f"pack.workers={workers}")
+        manifest = run_pack_stage(cfg)
+        digests[workers] = {Path(e["path"]).name: e["sha256"] for e in manifest["outputs"]
+                            if Path(e["path"]).name.startswith("shard-")}
+    assert len(digests[1]) == 16 and digests[1] == digests[2] == digests[pack.THREAD_WORKERS + 1]
+
+    rows = clean_data[1][:450]
+    clean = tmp_path / "broken"
+    clean.mkdir()
+    texts = [r["text"] for r in rows]
+    texts[250] = None  # the third shard cannot be encoded
+    pq.write_table(pa.table({"id": [r["id"] for r in rows], "text": pa.array(texts, pa.string()),
+                             "language": [r["language"] for r in rows], "source": [r["source"] for r in rows]}),
+                   clean / "part-00000.parquet")
+    for workers in (2, pack.THREAD_WORKERS + 1):
+        cfg = tokenizer_config(tmp_path / f"b{workers}", clean, "pack.docs_per_shard=100",
+                               f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}", f"pack.workers={workers}")
+        with pytest.raises(TypeError):
+            run_pack_stage(cfg)
+        assert not (stage_dir(cfg, "pack") / "meta.json").exists()
