@@ -7,13 +7,15 @@ Simplified or Traditional, is not taken as evidence of the variety). Each kept n
 of its smoothed frequency in Cantonese and in Mandarin text, clipped, so no single n-gram decides alone.
 
 Training text, by design (see resources/SOURCES.md):
-- Cantonese: the even-numbered documents of yue/yue_wikipedia and sft/yue_alpaca_seed.
-- Mandarin: the even-numbered documents of zh_hant/zh_hant_drcd and zh_hans/zh_hans_cmrc2018, every 4th
-  review of zh_hans/zh_hans_reviews_sophonplus, the Chinese side of sft/sft_alpaca_bilingual_en_zh and
-  pref/dpo_zh_en_demo.
-Never used: transcribed or read speech (yue/yue_commonvoice, yue/yue_canclid_sentences, which holds
-Common Voice and subtitle sentences), dictionary example sentences and benchmark questions: those are
-what the model is measured on. The odd-numbered documents are held out for bench/bench_clean.py.
+- Cantonese: the even-numbered documents of yue/yue_wikipedia, sft/yue_alpaca_seed, and the even-numbered
+  restaurant reviews of yue/yue_canclid_sentences/daaizungDimpingRaw.txt (written Guangzhou Cantonese,
+  Simplified script, some of it Mandarin).
+- Mandarin: the even-numbered documents of zh_hant/zh_hant_drcd and zh_hans/zh_hans_cmrc2018, the
+  even-numbered reviews of zh_hans/zh_hans_reviews_sophonplus, the Chinese side of
+  sft/sft_alpaca_bilingual_en_zh and pref/dpo_zh_en_demo.
+Never used: transcribed or read speech (yue/yue_commonvoice; the Common Voice and subtitle files of
+yue/yue_canclid_sentences), dictionary example sentences and benchmark questions: those are what the model
+is measured on. The odd-numbered documents and reviews are held out for bench/bench_clean.py.
 """
 
 from __future__ import annotations
@@ -68,11 +70,22 @@ def _alpaca_yue(folder: Path, part: int | None = None) -> Iterator[str]:
 
 
 def _reviews(folder: Path) -> Iterator[str]:
+    """The even-numbered Mandarin reviews (shopping, food delivery, hotels)."""
     for name in ("online_shopping_10_cats.csv", "waimai_10k.csv", "ChnSentiCorp_htl_all.csv"):
         with open(folder / name, encoding="utf-8", newline="") as f:
             for i, row in enumerate(csv.DictReader(f)):
-                if i % 4 == 0:
+                if i % 2 == 0:
                     yield row.get("review") or ""
+
+
+DIANPING = "yue/yue_canclid_sentences/daaizungDimpingRaw.txt"
+
+
+def dianping_reviews(data: Path, part: int) -> Iterator[str]:
+    """The even (part 0, training) or odd (part 1, held out) Cantonese restaurant reviews, one a line, quoted."""
+    for i, line in enumerate((data / DIANPING).read_text(encoding="utf-8").splitlines()):
+        if i % 2 == part and line.strip():
+            yield line.strip().strip('"')
 
 
 def _alpaca_zh(folder: Path) -> Iterator[str]:
@@ -108,18 +121,19 @@ def _split_by_markers(texts: Iterator[str]) -> tuple[list[str], list[str]]:
 
 
 def training_pairs(data: Path) -> dict[str, tuple[list[Iterator[str]], list[Iterator[str]]]]:
-    """Three (Cantonese, Mandarin-like) pairs of unlike genre and topic: encyclopedia against encyclopedia,
-    instructions against instructions and chat, and marked against unmarked sentences of the same
-    Cantonese articles."""
+    """Four (Cantonese, Mandarin-like) pairs of unlike genre and topic: encyclopedia against encyclopedia,
+    instructions against instructions and chat, reviews against reviews, and marked against unmarked
+    sentences of the same Cantonese articles. Each Mandarin genre faces its Cantonese counterpart only: a
+    genre on one side alone (everyday review words against instructions) would pass for the variety."""
     colloquial, formal = _split_by_markers(_even(_jsonl(data / "yue/yue_wikipedia/yue_wiki_sample.jsonl")))
     wiki = ([_even(_jsonl(data / "yue/yue_wikipedia/yue_wiki_sample.jsonl"))],
             [_even(_jsonl(data / "zh_hant/zh_hant_drcd/drcd_contexts.jsonl")),
              _even(_jsonl(data / "zh_hans/zh_hans_cmrc2018/cmrc2018_contexts.jsonl"))])
     chat = ([_alpaca_yue(data / "sft/yue_alpaca_seed")],
             [_alpaca_zh(data / "sft/sft_alpaca_bilingual_en_zh"),
-             _dpo_zh(data / "pref/dpo_zh_en_demo/dpo_zh_demo.json"),
-             _reviews(data / "zh_hans/zh_hans_reviews_sophonplus")])
-    return {"wiki": wiki, "chat": chat, "register": ([iter(colloquial)], [iter(formal)])}
+             _dpo_zh(data / "pref/dpo_zh_en_demo/dpo_zh_demo.json")])
+    reviews = ([dianping_reviews(data, 0)], [_reviews(data / "zh_hans/zh_hans_reviews_sophonplus")])
+    return {"wiki": wiki, "chat": chat, "reviews": reviews, "register": ([iter(colloquial)], [iter(formal)])}
 
 
 def count_ngrams(texts: Iterator[str]) -> Counter:
@@ -136,7 +150,8 @@ def agree(anchors: list[dict[int, float]], others: list[dict[int, float]]) -> di
 
     The Cantonese encyclopedia is about Hong Kong, singers and bus routes far more than the Mandarin one,
     so that pair mixes topic with variety. The anchors hold topic still: Cantonese against Mandarin
-    instructions (like tasks), and marked against unmarked sentences of the same articles. A topic word
+    instructions (like tasks), restaurant against food and shop reviews, and marked against unmarked
+    sentences of the same articles. A topic word
     does not tell those apart in two pairs, while 嘅, 咗, 喺 or 的, 是 do. (Measured on held-out Mandarin
     clauses: n-grams backed by one pair alone, even a matched one, bring in topic words.)"""
     models = anchors + others
@@ -237,8 +252,8 @@ def main() -> None:
             zh_all.update(zh_counts)
             yue_all.update(yue_counts)
         per_pair[name] = weights(yue_counts, zh_counts)
-    model = with_markers(agree([per_pair["chat"], per_pair["register"]], [per_pair["wiki"]]), zh_all,
-                         weights(yue_all, zh_all))
+    anchors = [per_pair["chat"], per_pair["reviews"], per_pair["register"]]
+    model = with_markers(agree(anchors, [per_pair["wiki"]]), zh_all, weights(yue_all, zh_all))
     write_model(model, args.out)
     words = english_words(args.data)
     write_words(words, args.out.parent / "en_common_words.txt")
