@@ -348,7 +348,8 @@ def _latin_language(words: list[str], opts) -> str:
 
 
 def classify_block(text: str, opts, hint: str | None = None, variety: bool = True) -> LangResult:
-    """One label for a block of text; `undecided` when it has fewer than opts.min_letters letters.
+    """One label for a block of text; `undecided` when it has fewer than opts.min_letters letters, unless
+    they are Han with Cantonese evidence of at least opts.short_yue_score (a one-word reply such as 唔該).
     With variety=False, Chinese is labelled `zh` without telling yue, zh-Hans and zh-Hant apart."""
     text = prose(text)
     points = codepoints(text)
@@ -360,6 +361,10 @@ def classify_block(text: str, opts, hint: str | None = None, variety: bool = Tru
     total = han + words + kana + other
     result = LangResult("undecided", han=han, latin_words=words)
     if total < opts.min_letters:
+        if variety and han and han == total:
+            result.yue_score = yue_score(points, classes, text)
+            if result.yue_score >= opts.short_yue_score:
+                result.language = "yue"
         return result
     if kana >= 3 and _japanese_dominates(text):
         result.language = "other"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from triglot.data_pipeline.langid import explain, identify
+from triglot.data_pipeline.langid import classify_block, explain, identify
 
 from triglot.config.data import LangIdOptions
 
@@ -85,3 +85,14 @@ def test_short_english_sentences_are_en(shared_data):
 def test_explain_names_the_deciding_ngrams():
     why = explain("佢喺屋企食緊飯")
     assert why.startswith("+") and "佢" in why
+
+
+def test_a_short_reply_is_yue_only_with_a_marker():
+    # Under min_letters a text is undecided; a Han-only one with a listed marker's weight is still Cantonese.
+    for reply in ("唔該", "係呀", "冇"):
+        assert classify_block(reply, OPTS).language == "yue", (reply, explain(reply))
+        assert identify(reply, OPTS, hint="zh-Hant").language == "yue"
+    for reply in ("好的", "是的", "嗯", "好好"):
+        assert classify_block(reply, OPTS).language == "undecided", (reply, explain(reply))
+        assert (identify(reply, OPTS, hint="zh-Hant").language, identify(reply, OPTS).language) == ("zh-Hant", "other")
+    assert classify_block("唔 ok", OPTS).language == "undecided"  # not Han only

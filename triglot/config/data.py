@@ -98,6 +98,9 @@ class LangIdOptions:
     # more often than they passed the previous model's 2.0 (DRCD 0.77%, was 0.95%; CMRC 1.60%, was 2.63%).
     # Other held-out Mandarin: paragraphs 0-0.2%, whole reviews 0.8%, comma-separated clauses 1.6-3.0%.
     yue_threshold: float = 1.0
+    # A Han-only text too short to decide (under min_letters) is still `yue` when its score reaches this:
+    # 唔該, 係呀 and 冇 carry a listed marker; 好的, 是的 and 嗯 stay undecided and take the source's hint.
+    short_yue_score: float = 3.0
     # Classify paragraphs too; a document whose paragraphs disagree by at least this share is `mixed`.
     mixed_share: float = 0.25
     # Label for Chinese text with no Simplified- or Traditional-only characters.
