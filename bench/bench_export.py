@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from bench.report import goal, machine_description, markdown_table, publish, versions
+from triglot.dist import finish_rank
 from triglot.testing import run_torchrun
 
 VOCAB, SEQ_LEN, MICRO, WORLD = 8000, 64, 2, 2
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
         worker(argv[1], argv[2])
-        return 0
+        finish_rank()  # a torchrun rank: see triglot.dist.leave
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="print, record nothing")
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from bench.report import machine_description, markdown_table, publish
+from triglot.dist import finish_rank
 from triglot.testing import run_torchrun
 
 VOCAB, SEQ_LEN, MICRO, WORLD = 8000, 64, 2, 2
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
         worker(argv[1], int(argv[2]), argv[3])
-        return 0
+        finish_rank()  # a torchrun rank: see triglot.dist.leave
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny model only; print, record nothing")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from bench.report import goal, machine_description, markdown_table, publish, pyplot, savefig, versions
+from triglot.dist import finish_rank
 from triglot.testing import run_torchrun, write_synthetic_pack
 
 SEQ_LEN, GLOBAL_BATCH, MICRO = 256, 8, 4
@@ -443,12 +444,17 @@ if __name__ == "__main__":
     parser.add_argument("--memory-worker", nargs=2, metavar=("CONFIG", "OUT"))
     known, rest = parser.parse_known_args()
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    # A worker is a rank of a torchrun job: it ends as triglot's own entry point does (gloo can abort a
+    # finished rank at interpreter teardown).
     if known.ddp_worker:
         ddp_worker(*known.ddp_worker)
+        finish_rank()
     elif known.hf_worker:
         hf_worker(*known.hf_worker)
+        finish_rank()
     elif known.memory_worker:
         memory_worker(*known.memory_worker)
+        finish_rank()
     else:
         sys.argv = [sys.argv[0], *rest]
         main()

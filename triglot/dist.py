@@ -130,3 +130,9 @@ def leave(code: int) -> NoReturn:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def finish_rank(code: int = 0) -> NoReturn:
+    """The clean end of a program that torchrun starts on each rank: close the process group, then leave."""
+    close_process_group()
+    leave(code)

@@ -16,7 +16,7 @@ from triglot.train.engine import init_distributed
 from triglot.train.sft.stage import resolve_start
 
 from triglot.config import load_config
-from triglot.dist import close_process_group, leave, read_dist_env
+from triglot.dist import finish_rank, read_dist_env
 
 
 def answer_logp(model, ids, mask) -> torch.Tensor:
@@ -87,5 +87,4 @@ def main() -> None:
 if __name__ == "__main__":
     # Ends as triglot's own entry point does: a gloo rank left to interpreter teardown can abort after its work.
     main()
-    close_process_group()
-    leave(0)
+    finish_rank()

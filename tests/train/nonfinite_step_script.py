@@ -19,7 +19,7 @@ from triglot.train.model import build_model, packed_loss_sum
 from triglot.train.trainer import Trainer, resolve_inputs
 
 from triglot.config import load_config
-from triglot.dist import close_process_group, leave, read_dist_env
+from triglot.dist import finish_rank, read_dist_env
 
 POISON = 128
 
@@ -130,5 +130,4 @@ def main(config: str) -> None:
 if __name__ == "__main__":
     # Ends as triglot's own entry point does: a gloo rank left to interpreter teardown can abort after its work.
     main(sys.argv[1])
-    close_process_group()
-    leave(0)
+    finish_rank()
