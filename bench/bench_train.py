@@ -28,7 +28,7 @@ MEMORY_MODEL = {"hidden_size": 256, "intermediate_size": 704, "num_layers": 4, "
 # name -> (model overrides, steps, timed from step); the goals are read on the >= 20M model. A 23M step takes
 # about 4 s on two cores, so its window is 10 steps (about 40 s) after 4 warm-up steps; the tiny model's 50 steps
 # after 10 take about 12 s. Three alternating rounds (a 2-core host's speed drifts by 10% or more between
-# minutes) make the whole script take about 30 minutes on an idle 2-core machine.
+# minutes) make the whole script take about 16 minutes on an idle 2-core machine.
 MODELS = {"tiny": ({}, 60, 10),
           "23M": ({"hidden_size": 512, "intermediate_size": 1376, "num_layers": 6, "num_heads": 8, "num_kv_heads": 8},
                   14, 4)}
@@ -397,10 +397,11 @@ def why_not_met(results: dict, goals: list[dict]) -> list[str]:
             "backward has finished (overlap_comm off, one bucket at this model size), steps the optimizer on its "
             "partition and all-gathers the updated weights, where DDP all-reduces gradient buckets while backward "
             f"still runs. triglot with ZeRO-0, which keeps every state whole on every rank as DDP does, is at "
-            f"{best['triglot ZeRO-0'] / best['plain DDP loop']:.3f} of the plain loop in the same run. DeepSpeed's "
-            "own wall_clock_breakdown of a 23M ZeRO-2 step on this 2-core machine shows about 0.15 s in the gradient "
-            "reduction and 0.15 s in the all-gather out of about 2.8 s, neither overlapped with compute on CPU; "
-            "reduce_scatter=false (one all-reduce instead of per-partition reductions) was no faster."]
+            f"{best['triglot ZeRO-0'] / best['plain DDP loop']:.3f} of the plain loop in the same run. A separate check, "
+            "not part of this run (2026-12-06, this 2-core machine): DeepSpeed's own wall_clock_breakdown of a 23M "
+            "ZeRO-2 step showed about 0.15 s in the gradient reduction and 0.15 s in the all-gather out of about "
+            "2.8 s, neither overlapped with compute on CPU; reduce_scatter=false (one all-reduce instead of "
+            "per-partition reductions) was no faster."]
 
 
 def report(results: dict, memory: dict, record: bool = True, steps: dict | None = None) -> None:
@@ -450,11 +451,12 @@ if __name__ == "__main__":
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     # A worker is a rank of a torchrun job: it ends as triglot's own entry point does (gloo can abort a
     # finished rank at interpreter teardown).
-    worker = next(((run, args) for run, args in ((ddp_worker, known.ddp_worker), (hf_worker, known.hf_worker),
-                                                 (memory_worker, known.memory_worker)) if args), None)
-    if worker:
-        worker[0](*worker[1])
-        finish_rank()
+    for worker, worker_args in ((ddp_worker, known.ddp_worker), (hf_worker, known.hf_worker),
+                                (memory_worker, known.memory_worker)):
+        if worker_args:
+            worker(*worker_args)
+            finish_rank()
+            break
     else:
         sys.argv = [sys.argv[0], *rest]
         main()
