@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from triglot.train.data import BatchLayout
+from triglot.train.grad_reduce import overlap_gradient_reduction
 
 from triglot.config import to_container
 from triglot.dist import DistEnv
@@ -145,4 +146,17 @@ def build_engine(cfg: Any, model: Any, layout: BatchLayout, rank: int) -> tuple[
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                            model_parameters=groups if optimizer is None else None,
                                            lr_scheduler=scheduler, config=ds_config)
+    overlap_gradient_reduction(cfg, engine)  # ZeRO-0: the all-reduce runs during backward (train.overlap_grad_reduce)
+    _keep_fp32_clip_norm(engine)
     return engine, ds_config
+
+
+def _keep_fp32_clip_norm(engine: Any) -> None:
+    """fp32 ZeRO-0 clips with a norm DeepSpeed then drops; keep it for get_global_grad_norm (the logged grad_norm)."""
+    from deepspeed.runtime.utils import clip_grad_norm_
+
+    def clip_and_keep() -> None:
+        engine._global_grad_norm = clip_grad_norm_(parameters=engine.module.parameters(),
+                                                   max_norm=engine.gradient_clipping(), mpu=engine.mpu)
+
+    engine.clip_fp32_gradients = clip_and_keep

@@ -38,10 +38,11 @@ def test_nonfinite_loss_can_skip(tmp_path, packed_dir):
 
 
 @pytest.mark.distributed
-def test_skip_leaves_dropped_tokens_out_and_all_dropped_steps_change_nothing(tmp_path, packed_dir):
+@pytest.mark.parametrize("zero_stage", [2, 0])  # ZeRO-0: gradients reduced during backward (train/grad_reduce.py)
+def test_skip_leaves_dropped_tokens_out_and_all_dropped_steps_change_nothing(tmp_path, packed_dir, zero_stage):
     # Two micro-batches per rank; the script poisons some of them (see nonfinite_step_script.py).
     exp = write_experiment(tmp_path / "exp.yaml", tmp_path / "run", packed_dir, steps=3, on_nonfinite="skip",
-                           micro_batch_size=2, warmup_steps=0, lr=1e-3)
+                           micro_batch_size=2, warmup_steps=0, lr=1e-3, zero_stage=zero_stage, grad_bucket_mb=0.01)
     proc = run_torchrun(2, [str(exp)], script=str(HERE / "nonfinite_step_script.py"), timeout=300,
                         check=False)
     out = proc.stdout + proc.stderr

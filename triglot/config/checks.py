@@ -50,7 +50,7 @@ MINIMUMS: dict[str, int] = {
     "launch.rendezvous_timeout_s": 1,
     "launch.array_parallelism": 0,
 }
-POSITIVE_FLOATS = ("train.lr",)
+POSITIVE_FLOATS = ("train.lr", "train.grad_bucket_mb")
 
 
 def check_name(key: str, value: Any, where: str = "", pattern: re.Pattern = NAME) -> str:

@@ -69,6 +69,10 @@ class TrainSection:
     zero_stage: int = 2
     offload_optimizer: bool = False
     offload_params: bool = False  # ZeRO-3 only
+    # ZeRO-0 on more than one rank: all-reduce gradients bucket by bucket while backward runs (as PyTorch DDP
+    # does) instead of all at once after it; grad_bucket_mb is the bucket size (DDP's default is 25).
+    overlap_grad_reduce: bool = True
+    grad_bucket_mb: float = 25.0
     # Packed data folder; empty means <run.dir>/data/packed.
     data_dir: str = ""
     # Mixture weights by language (or source, see mixture_by); empty means natural token proportions.

@@ -1,0 +1,91 @@
+"""Run under torchrun by test_grad_overlap: ZeRO-0 with the overlapped all-reduce against DeepSpeed's own.
+
+Two trainers from the same weights take the same steps (two micro-batches per rank, so one of them
+accumulates), one with train.overlap_grad_reduce and one without. Every weight must be bit-identical
+after each step: with two ranks each element is one fp32 sum and one exact halving either way. The
+overlapped one must have launched all-reduces before its backward returned. Then an engine whose model
+has a parameter no forward uses (its gradient stays None) must still match, reduced as zeros.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+from triglot.train.data import collate
+from triglot.train.engine import build_engine, init_distributed
+from triglot.train.model import build_model, packed_loss_sum
+from triglot.train.trainer import Trainer, resolve_inputs
+
+from triglot.config import load_config
+from triglot.dist import finish_rank, read_dist_env
+
+STEPS = 3
+
+
+def batches(trainer: Trainer, step: int) -> list[dict]:
+    return [collate([trainer.sampler[i] for i in g]) for g in trainer.layout.indices(step, trainer.rank)]
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, what: str) -> None:
+    other = dict(b.named_parameters())
+    for name, p in a.named_parameters():
+        assert torch.equal(p.detach(), other[name].detach()), f"{what}: {name} differs"
+
+
+def is_overlapped(engine) -> bool:
+    return type(getattr(engine.allreduce_gradients, "__self__", None)).__name__ == "OverlappedAllReduce"
+
+
+def check_trainers(overlapped: Trainer, plain: Trainer) -> None:
+    sync = overlapped.engine.allreduce_gradients.__self__
+    assert is_overlapped(overlapped.engine) and not is_overlapped(plain.engine)
+    assert len(sync.buckets) > 1, "the test model fits one bucket: nothing to overlap"
+    plain.engine.module.load_state_dict(overlapped.engine.module.state_dict())
+    for step in range(STEPS):
+        a = overlapped.train_step(step + 1, batches(overlapped, step))
+        b = plain.train_step(step + 1, batches(plain, step))
+        assert sync.launched_in_backward >= 1, "no bucket's all-reduce began during backward"
+        assert a["loss"] == b["loss"], (step, a, b)
+        assert a["grad_norm"] == b["grad_norm"] or math.isnan(a["grad_norm"]) and math.isnan(b["grad_norm"]), (a, b)
+        assert_same_weights(overlapped.engine.module, plain.engine.module, f"step {step + 1}")
+    print(f"launched in backward: {sync.launched_in_backward} of {len(sync.buckets)} buckets", flush=True)
+
+
+def check_unused_parameter(trainer: Trainer) -> None:
+    engines = []
+    for overlap in ("true", "false"):
+        cfg = load_config(trainer.config_path, [f"train.overlap_grad_reduce={overlap}", "train.grad_bucket_mb=0.25"])
+        model = build_model(cfg, trainer.vocab_size, trainer.tokenizer)
+        model.unused = torch.nn.Parameter(torch.ones(5))  # in no forward: its gradient stays None
+        engine, _ = build_engine(cfg, model, trainer.layout, trainer.rank)
+        engines.append(engine)
+    overlapped, ref = engines
+    assert is_overlapped(overlapped) and not is_overlapped(ref)
+    overlapped.module.load_state_dict(ref.module.state_dict())
+    for engine in engines:
+        for mb in batches(trainer, 0):
+            engine.backward(packed_loss_sum(engine, mb, engine.device)[0] / 1000)
+            engine.step()
+    assert_same_weights(overlapped.module, ref.module, "unused parameter")
+
+
+def trainer_for(config: str, overlap: bool) -> Trainer:
+    cfg = load_config(config, [f"train.overlap_grad_reduce={str(overlap).lower()}"])
+    trainer = Trainer(cfg, *resolve_inputs(cfg))
+    trainer.config_path = config
+    return trainer
+
+
+def main(config: str) -> None:
+    init_distributed(load_config(config), read_dist_env())
+    overlapped, plain = trainer_for(config, True), trainer_for(config, False)
+    check_trainers(overlapped, plain)
+    check_unused_parameter(plain)
+    print(f"GRAD OVERLAP CHECKS PASSED rank {torch.distributed.get_rank()}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+    finish_rank()
