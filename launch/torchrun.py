@@ -96,7 +96,7 @@ def run_ranks(cmd: Sequence[str], env: dict[str, str] | None = None, run_dir: Pa
         with SignalRelay(proc) as relay:
             code = relay.wait()
         message = read_user_error(error_file)
-    if code != 0 and message:
+    if code != 0 and message:  # a user error (2), a stop with a code of its own, or 0 for a stop after the end
         rank_code, line = parse_rank_report(message)
         if rank_code == EXIT_USAGE:
             raise RanksUserError(line)
@@ -135,7 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         except SignalException as err:
             # The ranks had their stop signal and have ended; the launcher that sent it says what happened,
-            # so no traceback here.
+            # so no traceback here. A signal that came after the last step leaves a report with code 0
+            # (a caller that set TRIGLOT_ERROR_FILE reads it there itself).
+            message = "" if given else read_user_error(error_file)
+            if message.startswith("0\t"):
+                print(parse_rank_report(message)[1], file=sys.stderr)
+                return 0
             return 128 + int(err.sigval)
     return 0
 

@@ -314,7 +314,6 @@ class Trainer:
                         raise Preempted(last, str(folder))
         finally:
             loader.close()
-            self.stop.uninstall()
             tracker.finish()
         return metrics.summary(last)
 
@@ -458,15 +457,37 @@ def run_train_stage(cfg: Any, force: bool = False) -> dict:
 
 
 def fit_and_export(trainer: Trainer, root: Path, manifest: StageManifest, **extra: Any) -> dict:
-    """Train to the end, export to <run.dir>/export, and record the stage (rank 0) once every rank is done."""
+    """Train to the end, export to <run.dir>/export, and record the stage (rank 0) once every rank is done.
+
+    The stop handlers stay until the stage is recorded: a SIGTERM/SIGUSR1 that lands after the last step
+    (Slurm's time-limit warning, a preemption) has nothing left to save, so the export finishes and the
+    rank exits 0 instead of dying of the signal's default action.
+    """
     import torch.distributed as dist
 
-    summary = trainer.fit()
-    export = run_dir(trainer.cfg) / "export"
-    trainer.export(export)
-    dist.barrier()
-    if trainer.rank == 0:
-        saved = ckpt.complete_checkpoints(root)  # just committed: sizes suffice, no second read of every file
-        marker = [saved[-1][1] / ckpt.COMPLETE] if saved else []
-        manifest.write(outputs=[export, *marker], counts=summary, export=str(export), **extra)
-    return summary
+    try:
+        summary = trainer.fit()
+        export = run_dir(trainer.cfg) / "export"
+        trainer.export(export)
+        dist.barrier()
+        if trainer.rank == 0:
+            saved = ckpt.complete_checkpoints(root)  # just committed: sizes suffice, no second read of every file
+            marker = [saved[-1][1] / ckpt.COMPLETE] if saved else []
+            manifest.write(outputs=[export, *marker], counts=summary, export=str(export), **extra)
+            if trainer.stop.requested:
+                _report_late_stop(trainer.stop.signal_name, root)
+        return summary
+    finally:
+        trainer.stop.uninstall()
+
+
+def _report_late_stop(signal_name: str, root: Path) -> None:
+    """The line (exit code 0) that a launcher ends with when its stop signal came after the last step.
+
+    torchrun itself exits 128 + the signal after passing one on; this report, through the same channel as
+    a rank's user error, lets `run`, `launch local` and the job script exit 0 and say why, not requeue.
+    """
+    from triglot.cli import report_user_error
+
+    report_user_error(f"triglot: {signal_name} arrived after the last step; the run finished and is recorded in "
+                      f"{root}; nothing to resume (run the same command again for any stages after it)", code=0)
