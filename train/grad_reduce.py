@@ -12,10 +12,7 @@ overflow checks and the optimizer see exactly the gradients DeepSpeed's reductio
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 class OverlappedAllReduce:
@@ -45,7 +42,8 @@ class OverlappedAllReduce:
             self.buckets[-1].append(p)
             size += nbytes
         self.bucket_of = {id(p): i for i, bucket in enumerate(self.buckets) for p in bucket}
-        self.handles = [p.register_post_accumulate_grad_hook(self._ready) for p in params]
+        for p in params:
+            p.register_post_accumulate_grad_hook(self._ready)
         self.launched_in_backward = 0  # buckets whose all-reduce began before backward returned (last step)
         self._reset()
         engine.allreduce_gradients = self.finish  # DeepSpeed's reduction point, after every backward
@@ -112,10 +110,6 @@ class OverlappedAllReduce:
                 p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
                 offset += n
         self._reset()
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
 
 
 def overlap_gradient_reduction(cfg: Any, engine: Any) -> OverlappedAllReduce | None:

@@ -15,6 +15,7 @@ import sys
 import torch
 from triglot.train.data import collate
 from triglot.train.engine import build_engine, init_distributed
+from triglot.train.grad_reduce import OverlappedAllReduce
 from triglot.train.model import build_model, packed_loss_sum
 from triglot.train.trainer import Trainer, resolve_inputs
 
@@ -35,7 +36,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, what: str) -> No
 
 
 def is_overlapped(engine) -> bool:
-    return type(getattr(engine.allreduce_gradients, "__self__", None)).__name__ == "OverlappedAllReduce"
+    return isinstance(getattr(engine.allreduce_gradients, "__self__", None), OverlappedAllReduce)
 
 
 def check_trainers(overlapped: Trainer, plain: Trainer) -> None:
@@ -53,10 +54,10 @@ def check_trainers(overlapped: Trainer, plain: Trainer) -> None:
     print(f"launched in backward: {sync.launched_in_backward} of {len(sync.buckets)} buckets", flush=True)
 
 
-def check_unused_parameter(trainer: Trainer) -> None:
+def check_unused_parameter(trainer: Trainer, config: str) -> None:
     engines = []
     for overlap in ("true", "false"):
-        cfg = load_config(trainer.config_path, [f"train.overlap_grad_reduce={overlap}", "train.grad_bucket_mb=0.25"])
+        cfg = load_config(config, [f"train.overlap_grad_reduce={overlap}", "train.grad_bucket_mb=0.25"])
         model = build_model(cfg, trainer.vocab_size, trainer.tokenizer)
         model.unused = torch.nn.Parameter(torch.ones(5))  # in no forward: its gradient stays None
         engine, _ = build_engine(cfg, model, trainer.layout, trainer.rank)
@@ -73,16 +74,14 @@ def check_unused_parameter(trainer: Trainer) -> None:
 
 def trainer_for(config: str, overlap: bool) -> Trainer:
     cfg = load_config(config, [f"train.overlap_grad_reduce={str(overlap).lower()}"])
-    trainer = Trainer(cfg, *resolve_inputs(cfg))
-    trainer.config_path = config
-    return trainer
+    return Trainer(cfg, *resolve_inputs(cfg))
 
 
 def main(config: str) -> None:
     init_distributed(load_config(config), read_dist_env())
     overlapped, plain = trainer_for(config, True), trainer_for(config, False)
     check_trainers(overlapped, plain)
-    check_unused_parameter(plain)
+    check_unused_parameter(plain, config)
     print(f"GRAD OVERLAP CHECKS PASSED rank {torch.distributed.get_rank()}", flush=True)
 
 
