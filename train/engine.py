@@ -9,6 +9,7 @@ import datetime
 import math
 from typing import Any
 
+from triglot.train.collectives import route_gloo_all_gather
 from triglot.train.data import BatchLayout
 from triglot.train.grad_reduce import overlap_gradient_reduction
 
@@ -117,6 +118,7 @@ def init_distributed(cfg: Any, env: DistEnv) -> None:
     timeout = datetime.timedelta(seconds=int(cfg.train.dist_timeout_s))
     deepspeed.init_distributed(dist_backend=comm_backend(cfg.hardware), timeout=timeout,
                                dist_init_required=True, verbose=False)
+    route_gloo_all_gather()  # ZeRO's weight all-gather on gloo as broadcasts: the same bytes, fewer copies
 
 
 def param_groups(model: Any, weight_decay: float) -> list[dict]:
