@@ -397,19 +397,16 @@ def why_not_met(results: dict, goals: list[dict]) -> list[str]:
     plain = best.get("triglot ZeRO-0, reduce after backward")
     after_backward = "" if plain is None else (f" ({plain / best['plain DDP loop']:.3f} with DeepSpeed's own reduction "
                                                "after backward)")
-    return ["", f"Why the ZeRO-2 / DDP goal is not met: the HF Trainer row runs the same DeepSpeed ZeRO-2 engine from the same "
-            f"config and is itself at {hf_vs_ddp:.3f} of the plain loop, with triglot at {vs_hf:.3f} of it. So the gap "
-            "is in the DeepSpeed engine both use, not in triglot's loop: each step ZeRO-2 reduces the gradients once "
-            "backward has finished (overlap_comm off, one bucket at this model size), steps the optimizer on its "
-            "partition and all-gathers the updated weights, where DDP all-reduces gradient buckets while backward "
-            f"still runs. triglot with ZeRO-0, which keeps every state whole on every rank and all-reduces gradient "
-            f"buckets during backward as DDP does (train.overlap_grad_reduce), is at "
+    return ["", f"Why the ZeRO-2 / DDP goal is not met: each step ZeRO-2 reduces the gradients once backward has "
+            "finished (overlap_comm off, one bucket at this model size; on CPU DeepSpeed's reductions block the step "
+            "even with overlap_comm on), steps the optimizer on its partition and gathers the updated weights, where "
+            "DDP all-reduces gradient buckets while backward still runs. triglot gathers the weights with one gloo "
+            "broadcast per rank (train/collectives.py); the HF Trainer row runs the same DeepSpeed ZeRO-2 engine from "
+            f"the same config with gloo's own all-gather and is at {hf_vs_ddp:.3f} of the plain loop, with triglot at "
+            f"{vs_hf:.3f} of it. triglot with ZeRO-0, which keeps every state whole on every rank and all-reduces "
+            "gradient buckets during backward as DDP does (train.overlap_grad_reduce), is at "
             f"{best['triglot ZeRO-0'] / best['plain DDP loop']:.3f} of the plain loop in the same run"
-            f"{after_backward}. A separate check, "
-            "not part of this run (2026-12-06, this 2-core machine): DeepSpeed's own wall_clock_breakdown of a 23M "
-            "ZeRO-2 step showed about 0.15 s in the gradient reduction and 0.15 s in the all-gather out of about "
-            "2.8 s, neither overlapped with compute on CPU; reduce_scatter=false (one all-reduce instead of "
-            "per-partition reductions) was no faster."]
+            f"{after_backward}."]
 
 
 def report(results: dict, memory: dict, record: bool = True, steps: dict | None = None) -> None:
