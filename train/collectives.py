@@ -64,6 +64,7 @@ def route_gloo_all_gather() -> bool:
 
     def all_gather_into_tensor(output_tensor: Any, input_tensor: Any, group: Any = None, async_op: bool = False):
         if (dist.get_backend(group) == "gloo" and output_tensor.device.type == "cpu" and output_tensor.is_contiguous()
+                and output_tensor.dtype == input_tensor.dtype
                 and output_tensor.numel() == input_tensor.numel() * dist.get_world_size(group)):
             return broadcast_all_gather(output_tensor, input_tensor, group=group, async_op=async_op)
         return native(output_tensor=output_tensor, input_tensor=input_tensor, group=group, async_op=async_op)
