@@ -15,7 +15,7 @@ from triglot.plan import GIB, Estimate, Plan, plan_for_config, vocab_for_plan
 
 # Stages whose jobs train a model (full fine-tuning included): the ones the plan checks before a launch.
 PLANNED_STAGES = ("train", "sft")
-COLUMNS = ("params", "grads", "optimizer", "gathered", "activations", "allowance", "total", "host")
+COLUMNS = ("params", "grads", "optimizer", "gathered", "buffers", "live", "activations", "allowance", "total", "host")
 
 
 def _gib(value: int) -> str:

@@ -28,12 +28,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 GIB = 1024 ** 3
-# DeepSpeed's default bucket sizes (reduce_bucket_size, allgather/allreduce bucket): 5e8 elements. Gradients
-# are reduced through a buffer of this size, so it is live next to everything else.
+# DeepSpeed's default bucket sizes (reduce_bucket_size, and the ZeRO-0 all-reduce bucket): 5e8 elements.
+# ZeRO-1/2/3 reduce gradients through a bucket of reduce_bucket_size; with contiguous_gradients it is one buffer
+# of exactly that size, allocated whatever the model's size (2 GB in fp32, 1 GB in bf16).
 DS_BUCKET_ELEMENTS = 500_000_000
 # ZeRO-3's default sub_group_size: the optimizer steps this many elements at a time, so only that much of the
 # fp32 gradient partition exists at once.
 DS_SUB_GROUP_ELEMENTS = 1_000_000_000
+# ZeRO-3's default stage3_max_live_parameters: gathered parameters stay on the device, for reuse in backward,
+# until this many elements are live; only then does it release them.
+DS_MAX_LIVE_ELEMENTS = 1_000_000_000
 # ZeRO-3 keeps parameters below stage3_param_persistence_threshold (1e5 elements) whole on every rank.
 DS_PERSISTENCE_ELEMENTS = 100_000
 # Runtime context per accelerator: CUDA/ROCm context and kernels (~0.5 GiB with lazy module loading) plus
@@ -143,6 +147,12 @@ class Workload:
     seq_len: int = 2048
     attention: str = "sdpa"
     world: int = 1  # data-parallel ranks
+    # How gradients are reduced (see gradient_buffer_bytes): DeepSpeed's reduce_bucket_size in elements, its
+    # contiguous_gradients (triglot turns it on for accelerators only), and triglot's ZeRO-0 overlap.
+    reduce_bucket: int = DS_BUCKET_ELEMENTS
+    contiguous_gradients: bool = True
+    overlap_grad_reduce: bool = True
+    max_live_parameters: int = DS_MAX_LIVE_ELEMENTS  # ZeRO-3's stage3_max_live_parameters
 
 
 @dataclass
@@ -154,6 +164,8 @@ class Estimate:
     grads: int
     optimizer: int
     gathered: int  # ZeRO-3: the largest module's full parameters and gradients while it computes
+    buffers: int  # gradients in flight at the end of backward, beyond `grads`: reduction buckets and copies
+    live: int  # ZeRO-3: gathered parameters kept for reuse beyond `gathered` (stage3_max_live_parameters)
     activations: int
     allowance: int
     host: int
@@ -165,7 +177,7 @@ class Estimate:
 
     @property
     def total(self) -> int:
-        return self.model_states + self.activations + self.allowance
+        return self.model_states + self.buffers + self.live + self.activations + self.allowance
 
     @property
     def fits(self) -> bool | None:
@@ -212,6 +224,42 @@ def model_state_bytes(shape: ModelShape, setting: Setting, precision: str, world
         host, params = host + params, 0
     return {"params": int(params), "grads": int(grads), "optimizer": int(optimizer), "gathered": int(gathered),
             "host": int(host)}
+
+
+def gradient_buffer_bytes(shape: ModelShape, setting: Setting, work: Workload) -> int:
+    """Gradient bytes live at the end of backward beyond the kept gradients (`grads`), as measured under
+    DeepSpeed 0.19 (bench/bench_plan.py records the allocation peaks).
+
+    - ZeRO-0 with triglot's overlapped all-reduce (train.overlap_grad_reduce, two or more ranks): every bucket's
+      flat copy lives until backward ends, one more copy of all gradients. Without it DeepSpeed flattens one
+      all-reduce bucket of up to 5e8 elements at a time.
+    - ZeRO-1/2/3: gradients wait for their reduce-scatter in a bucket of B = reduce_bucket_size elements, so
+      at most min(Ψ, Ψ/N + B) full-size gradients exist (all Ψ in ZeRO-1, which reduces at the step's last
+      backward; min(Ψ, B) with optimizer offload, which moves each reduced partition to the host), plus the reduction's flat buffer: with contiguous_gradients one preallocated buffer of B
+      elements whatever the model's size, otherwise a flattened copy of up to min(Ψ, B) elements.
+    """
+    psi, n, e, stage = shape.params, max(1, work.world), ELEMENT_BYTES[work.precision], setting.zero_stage
+    kept = model_state_bytes(shape, setting, work.precision, work.world)["grads"]
+    if stage == 0:
+        copies = psi if work.overlap_grad_reduce and n > 1 else min(psi, DS_BUCKET_ELEMENTS)
+        return int(e * copies)
+    bucket = max(1, int(work.reduce_bucket))
+    # The kept partition accumulates on the device, unless optimizer offload copies it to the host as it comes.
+    partition = 0 if setting.offload_optimizer else psi / n
+    pending = psi if stage == 1 else min(psi, partition + bucket)
+    flat = bucket if work.contiguous_gradients else min(psi, bucket)
+    return int(max(0.0, e * pending - kept) + e * flat)
+
+
+def live_parameter_bytes(shape: ModelShape, setting: Setting, work: Workload) -> int:
+    """ZeRO-3: parameters that stay gathered after their module ran, beyond the largest module that `gathered`
+    counts. DeepSpeed releases a gathered parameter only once stage3_max_live_parameters elements are live, so
+    forward ends with up to that many whole parameters on the device (all of them for models under 1e9)."""
+    if setting.zero_stage != 3:
+        return 0
+    partitioned = shape.params - shape.persistent_params
+    return int(ELEMENT_BYTES[work.precision] * max(0, min(partitioned, work.max_live_parameters)
+                                                   - shape.largest_layer_params))
 
 
 def layer_activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, precision: str,
@@ -268,11 +316,10 @@ def activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, precisio
     return int(saved + (4 + (e if e != 4 else 0)) * sb * shape.vocab)
 
 
-def allowance_bytes(shape: ModelShape, precision: str, accelerator: str, dynamic: int) -> int:
-    """Runtime context (accelerators only), one DeepSpeed gradient bucket and fragmentation of `dynamic` bytes."""
+def allowance_bytes(accelerator: str, dynamic: int) -> int:
+    """Runtime context (accelerators only) and fragmentation of `dynamic` bytes (what is freed every step)."""
     context = CONTEXT_BYTES if accelerator != "cpu" else 0
-    bucket = ELEMENT_BYTES[precision] * min(shape.params, DS_BUCKET_ELEMENTS)
-    return int(context + bucket + FRAGMENTATION * dynamic)
+    return int(context + FRAGMENTATION * dynamic)
 
 
 def estimate(shape: ModelShape, setting: Setting, work: Workload, capacity: int = 0,
@@ -280,8 +327,11 @@ def estimate(shape: ModelShape, setting: Setting, work: Workload, capacity: int 
     states = model_state_bytes(shape, setting, work.precision, work.world)
     acts = activation_bytes(shape, work.micro_batch, work.seq_len, work.precision, work.attention,
                             setting.activation_checkpointing)
-    allowance = allowance_bytes(shape, work.precision, accelerator, acts + states["gathered"])
-    return Estimate(setting=setting, activations=acts, allowance=allowance, capacity=int(capacity), **states)
+    buffers = gradient_buffer_bytes(shape, setting, work)
+    live = live_parameter_bytes(shape, setting, work)
+    allowance = allowance_bytes(accelerator, acts + states["gathered"] + buffers + live)
+    return Estimate(setting=setting, activations=acts, buffers=buffers, live=live, allowance=allowance,
+                    capacity=int(capacity), **states)
 
 
 @dataclass
@@ -365,6 +415,17 @@ def pretrained_shape(folder: str) -> ModelShape | None:
                       tied=bool(hf.get("tie_word_embeddings", True)))
 
 
+def gradient_reduction(train: Any, hw: Any) -> dict[str, Any]:
+    """Workload fields for how the trainer reduces gradients and keeps ZeRO-3 parameters: train.engine's
+    deepspeed_config choices (contiguous gradients on accelerators only) with train.deepspeed's
+    zero_optimization overrides."""
+    zero = (train.deepspeed or {}).get("zero_optimization") or {}
+    return {"reduce_bucket": int(float(zero.get("reduce_bucket_size", DS_BUCKET_ELEMENTS))),
+            "contiguous_gradients": bool(zero.get("contiguous_gradients", str(hw.accelerator) != "cpu")),
+            "overlap_grad_reduce": bool(train.overlap_grad_reduce),
+            "max_live_parameters": int(float(zero.get("stage3_max_live_parameters", DS_MAX_LIVE_ELEMENTS)))}
+
+
 def micro_batch_for_plan(train: Any, hardware: Any, world: int) -> int:
     """The largest per-rank micro batch, as train.engine.batch_layout picks it."""
     if train.micro_batch_sizes:
@@ -390,7 +451,8 @@ def plan_for_config(cfg: Any, nodes: int, gpus_per_node: int, train: Any = None,
     if shape is None:
         shape = model_shape(cfg.model, vocab_for_plan(cfg)[0])
     work = Workload(precision=hw.precision.value, micro_batch=micro_batch_for_plan(train, hw, world),
-                    seq_len=int(train.seq_len), attention=hw.attention.value, world=world)
+                    seq_len=int(train.seq_len), attention=hw.attention.value, world=world,
+                    **gradient_reduction(train, hw))
     configured = Setting(int(train.zero_stage), bool(train.offload_optimizer), bool(train.offload_params),
                          bool(hw.activation_checkpointing))
     capacity = int(float(hw.memory_gb) * GIB) if gpus_per_node > 0 or hw.accelerator != "cpu" else 0

@@ -12,7 +12,7 @@ from triglot.config import compose
 from triglot.plan import GIB, SPEED_ORDER, Setting, Workload, estimate, model_shape
 
 QUICKSTART = "configs/experiments/quickstart.yaml"
-PARTS = ("params", "grads", "optimizer", "gathered", "activations", "allowance")
+PARTS = ("params", "grads", "optimizer", "gathered", "buffers", "live", "activations", "allowance")
 
 
 def plan_json(capsys, *args: str) -> dict:
@@ -105,3 +105,38 @@ def test_cpu_profile_states_no_capacity(capsys):
     code = triglot_main(["plan", QUICKSTART, "hardware=cpu", "--nodes", "1"])
     out = capsys.readouterr().out
     assert code == 0 and "memory not stated by the profile" in out and "recommended: none" in out
+
+
+def test_plan_reads_how_gradients_are_reduced():
+    """contiguous_gradients (on for accelerators) keeps one reduce_bucket_size buffer whatever the model's
+    size; train.deepspeed overrides reach the plan."""
+    from triglot.plan import DS_BUCKET_ELEMENTS, plan_for_config
+
+    def configured(model: str = "tiny", stage: int = 2, **zero):
+        train = {"zero_stage": stage, "deepspeed": {"zero_optimization": zero} if zero else {}}
+        cfg = compose({"defaults": {"model": model, "hardware": "nvidia-h100"}, "tracking": {"mode": "disabled"},
+                       "train": train})
+        return plan_for_config(cfg, nodes=1, gpus_per_node=8).configured
+
+    def buffers(**zero) -> int:
+        return configured(**zero).buffers
+
+    assert buffers() >= 2 * DS_BUCKET_ELEMENTS  # bf16, the full bucket although the model is tiny
+    assert buffers(reduce_bucket_size=1000) < 2 * DS_BUCKET_ELEMENTS / 100
+    assert buffers(contiguous_gradients=False) < 2 * DS_BUCKET_ELEMENTS / 100
+    # ZeRO-3 keeps up to stage3_max_live_parameters gathered (all of a 7B model's first 1e9 elements).
+    assert configured("7b", 3).live >= 2 * 0.8e9
+    assert configured("7b", 3, stage3_max_live_parameters=1e8).live < 2 * 1e8
+    assert configured("7b", 2).live == 0
+    cpu = compose({"defaults": {"model": "tiny", "hardware": "cpu"}, "tracking": {"mode": "disabled"}})
+    assert plan_for_config(cpu, nodes=1, gpus_per_node=0).configured.buffers < DS_BUCKET_ELEMENTS / 100
+
+
+@pytest.mark.distributed
+def test_plan_matches_the_measured_allocation_peak_with_contiguous_gradients():
+    """Two gloo ranks, ZeRO-2 with contiguous_gradients as on accelerators: torch's allocator peak over the last
+    step (bench/bench_plan.py's measurement) is within 15% of the plan's states + buffers + activations."""
+    from bench.bench_plan import TOLERANCE, measure_rows
+
+    (row,) = measure_rows([("tiny", 2, True)])
+    assert abs(row["predicted_peak"] - row["measured_peak"]) <= TOLERANCE * row["measured_peak"], row
