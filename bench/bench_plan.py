@@ -239,7 +239,8 @@ def report(rows: list[dict], activation_rows: list[list[object]], record: bool) 
         "contiguous_gradients, which triglot turns on for accelerators: one reduction buffer of reduce_bucket_size "
         "(5e8 elements) whatever the model's size. *init*: the peak while the engine is built. *Peak RSS*: rise of "
         "VmHWM over the whole run (no goal: it also holds allocator and library overhead, and the profiler's own "
-        "records).", "",
+        "records; in the contiguous rows it stays below the allocation because the host only maps the pages of "
+        "the reduction buffer that gradients touch, where a GPU allocation counts whole).", "",
         markdown_table(["model", "params", "ZeRO", "contiguous", "plan states MiB", "plan buffers MiB",
                         "plan live MiB", "plan activations MiB", "plan peak MiB", "forward MiB", "backward MiB", "step MiB",
                         "plan - measured", "within 15%", "init MiB", "peak RSS MiB"], table), "",
