@@ -14,16 +14,11 @@ from triglot.train.coordination import StopRequest
 from triglot.train.dpo.data import build_dpo_sampler, dpo_input_files
 from triglot.train.dpo.loss import REFERENCE_FREE, check_dpo_section, preference_loss, sequence_logps
 from triglot.train.dpo.reference import adapters_disabled, load_or_compute
-from triglot.train.engine import batch_layout, build_engine, deepspeed_config
-from triglot.train.model import build_model, load_tokenizer
-from triglot.train.sft.lora import apply_lora, export_adapter, export_merged
 from triglot.train.sft.stage import SftTrainer
 
 from triglot.config import to_container
-from triglot.dist import read_dist_env
 from triglot.errors import ConfigError
 from triglot.manifest import StageManifest
-from triglot.paths import stage_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,44 +26,21 @@ log = logging.getLogger(__name__)
 class DpoTrainer(SftTrainer):
     """Preference tuning from model.pretrained; the model may carry LoRA adapters (then the base is the reference)."""
 
-    def __init__(self, cfg: Any, model_dir: Path, tokenizer_dir: Path):  # replaces SftTrainer.__init__'s chat data
-        import torch.distributed as dist
+    section = "dpo"
 
+    def __init__(self, cfg: Any, model_dir: Path, tokenizer_dir: Path):  # preference pairs and a reference model
         check_dpo_section(cfg.dpo, bool(cfg.dpo.lora.enabled))
         if cfg.train.on_nonfinite.value == "skip":
             raise ConfigError("train.on_nonfinite=skip is not supported by dpo; use train.on_nonfinite=stop")
-        self.cfg, self.env = cfg, read_dist_env()
-        self.world, self.rank = dist.get_world_size(), dist.get_rank()
-        self.root = stage_dir(cfg, "train", cfg.train.checkpoint.dir)
-        self.data_dir, self.tokenizer_dir = None, tokenizer_dir
-        self.tokenizer = load_tokenizer(tokenizer_dir)
-        self.sampler = build_dpo_sampler(cfg, self.tokenizer)  # may add chat tokens: before the model is built
+        self._start(cfg, tokenizer_dir)
         self.bad_records = {d.name: dict(d.bad) for d in self.sampler.datasets}
-        self.vocab_size = max(int(cfg.model.vocab_size), len(self.tokenizer))
-        self.val_docs: list[int] = []
-        self.layout = batch_layout(cfg.train, cfg.hardware, self.world)
-        self.engine = self._engine()
-        self.device = self.engine.device
-        self.languages = sorted({d.language for d in self.sampler.datasets})
         self.live_reference = cfg.dpo.reference == "live" or cfg.dpo.loss in REFERENCE_FREE
         if not self.live_reference:
             load_or_compute(self, model_dir)  # before resume(): the weights are still the starting model's
         self.stop = StopRequest().install()
 
-    def _engine(self) -> Any:
-        ds_config = deepspeed_config(self.cfg, self.layout, self.rank)
-        if self.cfg.train.zero_stage == 3:
-            from transformers.integrations import HfDeepSpeedConfig
-
-            self._hf_ds = HfDeepSpeedConfig(ds_config)  # from_pretrained loads straight into shards
-        import torch
-
-        torch.manual_seed(int(self.cfg.run.seed))  # rows for added chat tokens: the same on every rank and run
-        model = build_model(self.cfg, self.vocab_size, self.tokenizer)
-        if self.cfg.dpo.lora.enabled:
-            model = apply_lora(model, self.cfg.dpo.lora)
-        engine, self.ds_config = build_engine(self.cfg, model, self.layout, self.rank)
-        return engine
+    def _sampler(self) -> Any:
+        return build_dpo_sampler(self.cfg, self.tokenizer)
 
     def pair_losses(self, mb: dict) -> tuple[Any, Any, Any]:
         """(loss, chosen reward, rejected reward) of every pair in the micro-batch."""
@@ -112,13 +84,8 @@ class DpoTrainer(SftTrainer):
                 "stop": agreed[-1] > 0, "skipped_batches": 0, "step_applied": self.engine.was_step_applied(),
                 "grad_norm": norm, "extra": reduced[5:], "metrics": metrics}
 
-    def export(self, out_dir: Path) -> None:
-        """A plain Hugging Face folder: LoRA merged (dpo.lora.merge_on_export), chat template included."""
-        if self.cfg.dpo.lora.enabled and not self.cfg.dpo.lora.merge_on_export:
-            export_adapter(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0)
-            return
-        export_merged(self.engine.module, out_dir, self.tokenizer, self.cfg.train.zero_stage, self.rank == 0,
-                      max_shard_size=self.cfg.train.export.max_shard_size)
+    def manifest_extra(self) -> dict:
+        return {"bad_records": self.bad_records}
 
     def lineage(self) -> dict:
         start = Path(self.cfg.model.pretrained)
