@@ -45,6 +45,9 @@ def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**env, **(extra or {})}
 
 
+test_env.__test__ = False  # a helper, not a test, wherever a test module imports it
+
+
 def run_torchrun(nproc: int, args: Sequence[str], script: str | None = None, timeout: float = 600,
                  env: dict[str, str] | None = None, check: bool = True,
                  cwd: str | os.PathLike = REPO_ROOT) -> subprocess.CompletedProcess:
