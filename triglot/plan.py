@@ -11,6 +11,10 @@ Model states follow what DeepSpeed allocates, which is the ZeRO paper's accounti
 K = 12 for fp32 master weights and Adam moments, divided by N_d for the partitioned parts) plus the fp32
 gradient partition DeepSpeed builds at the optimizer step, which the paper leaves out; that gives DeepSpeed's
 own estimator figures (`estimate_zero2_model_states_mem_needs`: 2Ψ + 18Ψ/N; ZeRO-3: 18Ψ/N + 4 x largest layer).
+Beside the model states the plan counts what those estimators leave out and the device still holds at the
+step's peak: gradients waiting in reduction buckets and their flat buffers (`gradient_buffer_bytes`), and the
+parameters ZeRO-3 keeps gathered after forward (`live_parameter_bytes`); bench/bench_plan.py checks the sum
+against torch's allocation peak.
 
 Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models"
 (sec. 4.1: s·b·h·(34 + 5·a·s/h) bytes per GPT layer with 16-bit activations), recounted tensor by tensor for
@@ -235,8 +239,9 @@ def gradient_buffer_bytes(shape: ModelShape, setting: Setting, work: Workload) -
       all-reduce bucket of up to 5e8 elements at a time.
     - ZeRO-1/2/3: gradients wait for their reduce-scatter in a bucket of B = reduce_bucket_size elements, so
       at most min(Ψ, Ψ/N + B) full-size gradients exist (all Ψ in ZeRO-1, which reduces at the step's last
-      backward; min(Ψ, B) with optimizer offload, which moves each reduced partition to the host), plus the reduction's flat buffer: with contiguous_gradients one preallocated buffer of B
-      elements whatever the model's size, otherwise a flattened copy of up to min(Ψ, B) elements.
+      backward; min(Ψ, B) with optimizer offload, which moves each reduced partition to the host), plus the
+      reduction's flat buffer: with contiguous_gradients one preallocated buffer of B elements whatever the
+      model's size, otherwise a flattened copy of up to min(Ψ, B) elements.
     """
     psi, n, e, stage = shape.params, max(1, work.world), ELEMENT_BYTES[work.precision], setting.zero_stage
     kept = model_state_bytes(shape, setting, work.precision, work.world)["grads"]
