@@ -5,8 +5,9 @@ triglot's own build_model and build_engine, three optimizer steps:
 - allocation peak: every CPU allocation and free through torch's allocator, recorded by torch.profiler
   (profile_memory), summed in time order from before the model is built; the highest point during the last
   step (forward, backward and optimizer step, each phase reported) against the plan's model states +
-  gradient buffers + live ZeRO-3 parameters + activations (goal: within 15%). It sees what the garbage collector cannot (tensors only
-  C++ holds) and the peaks inside backward, where gradients wait for their reduction;
+  gradient buffers + live ZeRO-3 parameters + activations (goal: within 15%). It sees what the garbage
+  collector cannot (tensors only C++ holds) and the peaks inside backward, where gradients wait for their
+  reduction;
 - peak RSS: the rise of the process's high-water mark (VmHWM, reset through /proc/self/clear_refs) over the
   same span (no goal: it also holds allocator and library overhead, and the profiler's own records).
 The 26M model also runs with DeepSpeed's contiguous_gradients on, as triglot configures accelerators, so the
@@ -39,6 +40,7 @@ MODELS = {"tiny": {},
 
 
 STEPS = 3
+PHASES = ("forward", "backward", "step")  # of the last step, each measured
 # (model, ZeRO stage, DeepSpeed contiguous_gradients): triglot's CPU setting (off) for every row, and the
 # accelerator setting (on) for the 26M model.
 ROWS = [(m, stage, False) for m in MODELS for stage in (0, 1, 2, 3)] + [("26M", stage, True) for stage in (1, 2, 3)]
@@ -124,9 +126,6 @@ def worker(model: str, stage: int, contiguous: bool, out: str) -> None:
     result = {"init": peaks["bench.init"], **{phase: peaks[f"bench.{phase}.{last}"] for phase in PHASES},
               "rss_peak": rss}
     Path(f"{out}.{rank}").write_text(json.dumps(result))
-
-
-PHASES = ("forward", "backward", "step")
 
 
 def saved_activations(model: str) -> int:

@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from triglot.errors import ConfigError
+
 GIB = 1024 ** 3
 # DeepSpeed's default bucket sizes (reduce_bucket_size, and the ZeRO-0 all-reduce bucket): 5e8 elements.
 # ZeRO-1/2/3 reduce gradients through a bucket of reduce_bucket_size; with contiguous_gradients it is one buffer
@@ -424,11 +426,25 @@ def gradient_reduction(train: Any, hw: Any) -> dict[str, Any]:
     """Workload fields for how the trainer reduces gradients and keeps ZeRO-3 parameters: train.engine's
     deepspeed_config choices (contiguous gradients on accelerators only) with train.deepspeed's
     zero_optimization overrides."""
-    zero = (train.deepspeed or {}).get("zero_optimization") or {}
-    return {"reduce_bucket": int(float(zero.get("reduce_bucket_size", DS_BUCKET_ELEMENTS))),
-            "contiguous_gradients": bool(zero.get("contiguous_gradients", str(hw.accelerator) != "cpu")),
+    zero = (train.deepspeed or {}).get("zero_optimization", {}) or {}
+    if not hasattr(zero, "get"):
+        raise ConfigError(f"train.deepspeed.zero_optimization must be a mapping of DeepSpeed ZeRO options, "
+                          f"got {zero!r}")
+
+    def count(key: str, default: int) -> int:
+        value = zero.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"train.deepspeed.zero_optimization.{key} must be a positive number of elements, "
+                              f"got {value!r}")
+        return int(value)
+
+    contiguous = zero.get("contiguous_gradients", str(hw.accelerator) != "cpu")
+    if not isinstance(contiguous, bool):
+        raise ConfigError(f"train.deepspeed.zero_optimization.contiguous_gradients must be true or false, "
+                          f"got {contiguous!r}")
+    return {"reduce_bucket": count("reduce_bucket_size", DS_BUCKET_ELEMENTS), "contiguous_gradients": contiguous,
             "overlap_grad_reduce": bool(train.overlap_grad_reduce),
-            "max_live_parameters": int(float(zero.get("stage3_max_live_parameters", DS_MAX_LIVE_ELEMENTS)))}
+            "max_live_parameters": count("stage3_max_live_parameters", DS_MAX_LIVE_ELEMENTS)}
 
 
 def micro_batch_for_plan(train: Any, hardware: Any, world: int) -> int:

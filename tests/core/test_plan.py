@@ -140,3 +140,14 @@ def test_plan_matches_the_measured_allocation_peak_with_contiguous_gradients():
 
     (row,) = measure_rows([("tiny", 2, True)])
     assert abs(row["predicted_peak"] - row["measured_peak"]) <= TOLERANCE * row["measured_peak"], row
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.deepspeed.zero_optimization.reduce_bucket_size=abc", "reduce_bucket_size"),
+    ("train.deepspeed.zero_optimization.contiguous_gradients=maybe", "contiguous_gradients"),
+    ("train.deepspeed.zero_optimization=5", "zero_optimization"),
+])
+def test_a_bad_deepspeed_override_is_a_config_error(capsys, override, key):
+    code = triglot_main(["plan", QUICKSTART, "hardware=nvidia-h100", override])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and key in err and "Traceback" not in err, err
