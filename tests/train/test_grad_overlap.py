@@ -1,4 +1,4 @@
-"""ZeRO-0's gradient all-reduce overlapped with backward (train/grad_reduce.py) changes no number."""
+"""The gradient all-reduce overlapped with backward (train/grad_reduce.py) changes no number, ZeRO-0 to 2."""
 
 from __future__ import annotations
 
