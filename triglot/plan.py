@@ -154,7 +154,7 @@ class Workload:
     attention: str = "sdpa"
     world: int = 1  # data-parallel ranks
     # How gradients are reduced (see gradient_buffer_bytes): DeepSpeed's reduce_bucket_size in elements, its
-    # contiguous_gradients (triglot turns it on for accelerators only), and triglot's ZeRO-0 overlap.
+    # contiguous_gradients (triglot turns it on for accelerators only), and triglot's overlapped all-reduce.
     reduce_bucket: int = DS_BUCKET_ELEMENTS
     contiguous_gradients: bool = True
     overlap_grad_reduce: bool = True
@@ -243,7 +243,8 @@ def gradient_buffer_bytes(shape: ModelShape, setting: Setting, work: Workload) -
       at most min(Ψ, Ψ/N + B) full-size gradients exist (all Ψ in ZeRO-1, which reduces at the step's last
       backward; min(Ψ, B) with optimizer offload, which moves each reduced partition to the host), plus the
       reduction's flat buffer: with contiguous_gradients one preallocated buffer of B elements whatever the
-      model's size, otherwise a flattened copy of up to min(Ψ, B) elements.
+      model's size, otherwise a flattened copy of up to min(Ψ, B) elements (also where triglot's overlapped
+      all-reduce replaces that reduction: it flattens the same Ψ ≤ B elements in train.grad_bucket_mb buckets).
     """
     psi, n, e, stage = shape.params, max(1, work.world), ELEMENT_BYTES[work.precision], setting.zero_stage
     kept = model_state_bytes(shape, setting, work.precision, work.world)["grads"]

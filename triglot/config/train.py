@@ -69,8 +69,9 @@ class TrainSection:
     zero_stage: int = 2
     offload_optimizer: bool = False
     offload_params: bool = False  # ZeRO-3 only
-    # ZeRO-0 on more than one rank: all-reduce gradients bucket by bucket while backward runs (as PyTorch DDP
-    # does) instead of all at once after it; grad_bucket_mb is the bucket size (DDP's default is 25).
+    # More than one rank: all-reduce gradients bucket by bucket while backward runs (as PyTorch DDP does)
+    # instead of all at once after it, under ZeRO-0 and wherever ZeRO-1/2 would reduce after backward
+    # (train/grad_reduce.py); grad_bucket_mb is the bucket size (DDP's default is 25).
     overlap_grad_reduce: bool = True
     grad_bucket_mb: float = 25.0
     # Packed data folder; empty means <run.dir>/data/packed.
