@@ -15,7 +15,7 @@ from triglot.train.grad_reduce import overlap_gradient_reduction
 
 from triglot.config import to_container
 from triglot.dist import DistEnv
-from triglot.errors import ConfigError
+from triglot.errors import ConfigError, number_hint
 
 
 def batch_layout(train: Any, hardware: Any, world: int) -> BatchLayout:
@@ -145,12 +145,35 @@ def build_engine(cfg: Any, model: Any, layout: BatchLayout, rank: int) -> tuple[
     def scheduler(optim: Any) -> Any:
         return torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(cfg.train))
 
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                           model_parameters=groups if optimizer is None else None,
-                                           lr_scheduler=scheduler, config=ds_config)
+    from pydantic import ValidationError
+
+    try:
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                               model_parameters=groups if optimizer is None else None,
+                                               lr_scheduler=scheduler, config=ds_config)
+    except ValidationError as err:  # DeepSpeed's config models refused a value: one from train.deepspeed
+        raise ConfigError(deepspeed_value_error(to_container(cfg.train.deepspeed), err)) from None
     overlap_gradient_reduction(cfg, engine)  # ZeRO-0: the all-reduce runs during backward (train.overlap_grad_reduce)
     _keep_fp32_clip_norm(engine)
     return engine, ds_config
+
+
+def deepspeed_value_error(overrides: dict, err: Any) -> str:
+    """One line for a DeepSpeed config validation error, naming the train.deepspeed key it came from."""
+    first = err.errors()[0]
+    loc = [str(part) for part in first.get("loc", ())]
+
+    def paths(tree: dict, prefix: tuple[str, ...] = ()):
+        for key, value in tree.items():
+            yield (*prefix, str(key))
+            if isinstance(value, dict):
+                yield from paths(value, (*prefix, str(key)))
+
+    # DeepSpeed's error names the key inside its own section (reduce_bucket_size): find where the user wrote it.
+    path = next((p for p in paths(overrides) if loc and list(p[-len(loc):]) == loc), loc)
+    value = first.get("input")
+    return (f"train.deepspeed.{'.'.join(path)}: DeepSpeed refuses {value!r} ({first.get('msg', err.title)})"
+            f"{number_hint(value)}")
 
 
 def _keep_fp32_clip_norm(engine: Any) -> None:

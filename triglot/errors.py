@@ -11,3 +11,14 @@ class ConfigError(TriglotError, ValueError):
 
 class InputError(TriglotError):
     """An input path or file the user has to fix; the message names it."""
+
+
+def number_hint(value: object) -> str:
+    """For a number written as text (YAML 1.1 reads 5e8 as a string): "; ..." saying how to write it, else ""."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return f"; YAML reads {value} as text: write {int(number) if number.is_integer() else number}"

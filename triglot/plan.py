@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from triglot.errors import ConfigError
+from triglot.errors import ConfigError, number_hint
 
 GIB = 1024 ** 3
 # DeepSpeed's default bucket sizes (reduce_bucket_size, and the ZeRO-0 all-reduce bucket): 5e8 elements.
@@ -436,7 +436,7 @@ def gradient_reduction(train: Any, hw: Any) -> dict[str, Any]:
         value = zero.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"train.deepspeed.zero_optimization.{key} must be a positive number of elements, "
-                              f"got {value!r}")
+                              f"got {value!r}{number_hint(value)}")
         return int(value)
 
     contiguous = zero.get("contiguous_gradients", str(hw.accelerator) != "cpu")

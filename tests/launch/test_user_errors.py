@@ -67,6 +67,21 @@ def test_plain_torchrun_ranks_exit_2_with_one_line_each(tmp_path: Path, packed_d
     assert "exitcode  : 2" in out or "exitcode: 2" in out, out[-4000:]  # torchrun's summary of the failed rank
 
 
+def test_a_value_deepspeed_refuses_exits_2_naming_the_train_deepspeed_key(tmp_path: Path, packed_dir: Path) -> None:
+    """DeepSpeed validates its config only inside the ranks (YAML reads 5e8 as text, which it refuses)."""
+    exp = experiment(tmp_path, packed_dir, global_batch_size=4,
+                     deepspeed={"zero_optimization": {"reduce_bucket_size": "5e8"}})
+    proc = run_torchrun(2, ["train", str(exp)], check=False, timeout=600)
+    out = proc.stdout + proc.stderr
+    lines = [line for line in out.splitlines() if "reduce_bucket_size" in line]
+    assert 1 <= len(lines) <= 2 and set(lines) == {
+        "triglot: config error: train.deepspeed.zero_optimization.reduce_bucket_size: DeepSpeed refuses '5e8' "
+        "(Input should be a valid integer, unable to parse string as an integer); YAML reads 5e8 as text: "
+        "write 500000000"}, out[-4000:]
+    assert "exitcode  : 2" in out or "exitcode: 2" in out, out[-4000:]
+    assert "ValidationError" not in out and "pydantic" not in out, out[-4000:]  # torchrun's own traceback aside
+
+
 def test_impossible_steps_exit_2_before_any_work(tmp_path: Path, packed_dir: Path) -> None:
     proc = triglot("train", str(experiment(tmp_path, packed_dir, global_batch_size=8)), "train.steps=-5",
                    timeout=120)
