@@ -1,7 +1,7 @@
 """GPU training throughput: `triglot train` on a ~1B Llama at sequence length 4096 in bf16 on one device, its MFU
 against the profile's peak, and tokens/s against a plain PyTorch loop and HF Trainer with DeepSpeed doing the same work.
 
-    python -m bench.gpu_train [--steps 30] [--micro 2] [--global-batch 16]
+    python -m bench.gpu_train [--steps 30] [--micro 2] [--global-batch 16] [--only triglot,plain,hf]
     python -m bench.gpu_train --smoke-on-cpu       # tiny model on CPU: checks the script, measures nothing
 
 Every row reads the same packed documents (document masking by position ids), uses the same experiment file
@@ -45,12 +45,12 @@ def synthetic_packed(folder: Path, tokens: int, max_doc: int, seed: int = 0) -> 
     return folder
 
 
-def experiment(args: argparse.Namespace, data: Path, run_dir: Path, compile_model: bool) -> Path:
+def experiment(args: argparse.Namespace, data: Path, run_dir: Path, hardware: dict) -> Path:
     """The one experiment file every row runs (triglot itself, and the baselines through load_config)."""
     config = {"defaults": {"model": args.model, "hardware": "cpu" if args.smoke_on_cpu else "auto"},
               "run": {"name": "gpu-bench", "dir": str(run_dir)}, "tracking": {"mode": "disabled"},
               "model": {"max_seq_len": args.seq_len},
-              "hardware": {"compile": compile_model},
+              "hardware": hardware,
               "train": {"steps": args.steps, "seq_len": args.seq_len, "global_batch_size": args.global_batch,
                         "micro_batch_size": args.micro, "lr": 3e-4, "warmup_steps": 2, "zero_stage": 1,
                         "data_dir": str(data), "val_every": 0, "checkpoint": {"every": 0, "export_hf": False}}}
@@ -60,12 +60,12 @@ def experiment(args: argparse.Namespace, data: Path, run_dir: Path, compile_mode
     return path
 
 
-def run_row(args: argparse.Namespace, name: str, mode: str, data: Path, work: Path, compile_model: bool) -> dict:
+def run_row(args: argparse.Namespace, name: str, mode: str, data: Path, work: Path, hardware: dict) -> dict:
     """One row in its own torchrun process on one device; tokens/s by the shared clock."""
     from bench.bench_train import triglot_tokens_per_s
 
     slug = "".join(c if c.isalnum() else "-" for c in name)
-    exp = experiment(args, data, work / slug, compile_model)
+    exp = experiment(args, data, work / slug, hardware)
     env = {"BENCH_WARMUP": str(args.warmup)}
     try:
         if mode == "triglot":
@@ -102,10 +102,16 @@ def mfu(exp: Path, tokens_per_s: float, seq_len: int) -> float:
     return tokens_per_s * flops_per_token(cfg.model, VOCAB, seq_len) / peak if peak else 0.0
 
 
-ROWS = (("triglot train", "triglot", False), ("triglot train + compile", "triglot", True),
-        ("plain PyTorch loop (DDP, bf16 autocast, fused AdamW)", "--ddp-worker", False),
-        ("plain PyTorch loop + compile", "--ddp-worker", True),
-        ("HF Trainer + DeepSpeed (same DeepSpeed config)", "--hf-worker", False))
+# (key for --only, variant, how it runs, hardware settings): the profile's attention (SDPA) unless a row says
+# otherwise; FlexAttention turns the packed documents' mask into a block-sparse one that skips masked tiles.
+FLEX = {"attention": "flex_attention"}
+ROWS = (("triglot", "triglot train", "triglot", {}),
+        ("plain", "plain PyTorch loop (DDP, bf16 autocast, fused AdamW)", "--ddp-worker", {}),
+        ("hf", "HF Trainer + DeepSpeed (same DeepSpeed config)", "--hf-worker", {}),
+        ("triglot-flex", "triglot train, FlexAttention", "triglot", FLEX),
+        ("plain-flex", "plain PyTorch loop, FlexAttention", "--ddp-worker", FLEX),
+        ("triglot-compile", "triglot train + compile", "triglot", {"compile": True}),
+        ("plain-compile", "plain PyTorch loop + compile", "--ddp-worker", {"compile": True}))
 
 
 def report(args: argparse.Namespace, results: list[dict], hardware, product: str, record: bool) -> None:
@@ -149,9 +155,17 @@ def main() -> int:
     parser.add_argument("--global-batch", type=int, default=16)
     parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--model", default="1b", help="model config (a smaller one for a smoke run)")
+    parser.add_argument("--only", default=",".join(key for key, *_ in ROWS),
+                        help="comma-separated rows to run, in this order (default: all): "
+                             + ", ".join(key for key, *_ in ROWS))
     parser.add_argument("--smoke-on-cpu", action="store_true",
                         help="tiny model, 6 steps of 2 x 256 on CPU: checks the script, records nothing")
     args = parser.parse_args()
+    keys = {key: (name, mode, hardware) for key, name, mode, hardware in ROWS}
+    only = [key.strip() for key in args.only.split(",") if key.strip()]
+    unknown = [key for key in only if key not in keys]
+    if unknown or not only:
+        parser.error(f"--only: unknown row {', '.join(unknown) or '(none given)'}; choose from {', '.join(keys)}")
     from triglot.hardware import detect
 
     device = detect()
@@ -165,12 +179,12 @@ def main() -> int:
         work = Path(tmp)
         data = synthetic_packed(work / "packed", args.steps * args.global_batch * args.seq_len * 2, 2 * args.seq_len)
         results = []
-        for name, mode, compile_model in ROWS:
-            if args.smoke_on_cpu and compile_model:
-                continue  # compiling on CPU takes minutes and checks nothing more here
-            results.append(run_row(args, name, mode, data, work, compile_model))
+        for name, mode, hardware in (keys[key] for key in only):
+            if args.smoke_on_cpu and hardware:
+                continue  # compiling takes minutes on CPU and FlexAttention has no CPU backward
+            results.append(run_row(args, name, mode, data, work, hardware))
             print(json.dumps(results[-1])[:400], flush=True)
-        hardware = load_config(str(experiment(args, data, work / "hw", False))).hardware
+        hardware = load_config(str(experiment(args, data, work / "hw", {}))).hardware
     report(args, results, hardware, device.product, record=not args.smoke_on_cpu)
     return 0 if all("error" not in r for r in results) else 1
 

@@ -81,6 +81,7 @@ def load_model(cfg: Any, ckpt: Checkpoint, local_rank: int) -> tuple[Any, Any]:
     """Model at the hardware profile's precision and attention, on this rank's device, plus tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from triglot.train.model import attention_implementation
 
     from triglot.hardware import device_for
 
@@ -88,7 +89,7 @@ def load_model(cfg: Any, ckpt: Checkpoint, local_rank: int) -> tuple[Any, Any]:
         raise InputError(f"{ckpt.hf_dir} has no tokenizer files; the Hugging Face export must include the tokenizer")
     dtype = getattr(torch, _DTYPES[cfg.hardware.precision.value])
     model = AutoModelForCausalLM.from_pretrained(ckpt.hf_dir, dtype=dtype,
-                                                 attn_implementation=cfg.hardware.attention.value)
+                                                 attn_implementation=attention_implementation(cfg.hardware))
     model.to(device_for(local_rank)).eval()
     return model, AutoTokenizer.from_pretrained(ckpt.hf_dir)
 

@@ -47,12 +47,23 @@ def llama_config(model_cfg: Any, vocab_size: int, attention: str = "sdpa", token
     )
 
 
+def attention_implementation(hardware: Any) -> str:
+    """transformers' attn_implementation for the profile; flash_attention_2 only where flash-attn is installed."""
+    import importlib.util
+
+    attention = hardware.attention.value
+    if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ConfigError("hardware.attention = flash_attention_2 needs the flash-attn package, which is not "
+                          "installed: pip install flash-attn, or use hardware.attention=flex_attention or sdpa")
+    return attention
+
+
 def build_model(cfg: Any, vocab_size: int, tokenizer: Any = None, init_context: Any = None) -> Any:
     """A fresh Llama from cfg.model, or cfg.model.pretrained; embeddings grown to the tokenizer's size."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    attention = cfg.hardware.attention.value
+    attention = attention_implementation(cfg.hardware)
     ctx = init_context or nullcontext()
     if cfg.model.pretrained:
         path = Path(cfg.model.pretrained)

@@ -22,8 +22,10 @@ the Llama block as transformers builds it (see `layer_activation_bytes`): RMSNor
 input, SwiGLU keeps four I-wide tensors instead of GELU's two 4h-wide ones, there is no dropout, and with
 SDPA/flash attention the a·s² score matrices are never stored (only a log-sum-exp per row), which removes
 the 5·a·s/h term that dominates at long sequences. Eager attention keeps the fp32 softmax (and its 16-bit
-copy). Activation checkpointing (transformers' per-layer, non-reentrant) keeps each layer's input and
-recomputes one layer at a time in backward.
+copy). FlexAttention and flash-attn are counted as SDPA: they keep less (no b·s² mask, key/value heads not
+repeated), so their plan is an upper bound, not yet measured against a GPU's allocation peak. Activation
+checkpointing (transformers' per-layer, non-reentrant) keeps each layer's input and recomputes one layer at a
+time in backward.
 """
 
 from __future__ import annotations

@@ -156,3 +156,25 @@ def test_impossible_numbers_are_refused_when_the_config_loads(repo_root: Path, o
 def test_zero_means_default_where_the_schema_says_so(repo_root: Path) -> None:
     cfg = load_config(repo_root / QUICKSTART, ["train.micro_batch_size=0", "train.checkpoint.every=0"])
     assert cfg.train.micro_batch_size == 0
+
+
+@pytest.mark.parametrize("attention", ["flex_attention", "flash_attention_2"])
+def test_gpu_only_attention_is_refused_on_a_cpu_profile(repo_root: Path, attention: str) -> None:
+    with pytest.raises(ConfigError, match=rf"hardware\.attention = {attention} needs a GPU.*use hardware\.attention=sdpa"):
+        load_config(repo_root / QUICKSTART, ["hardware=cpu", f"hardware.attention={attention}"])
+    cfg = load_config(repo_root / QUICKSTART, ["hardware=nvidia-h100", f"hardware.attention={attention}"])
+    assert cfg.hardware.attention.value == attention
+
+
+def test_flash_attention_without_flash_attn_is_a_config_error(repo_root: Path) -> None:
+    import importlib.util
+
+    from triglot.train.model import attention_implementation
+
+    if importlib.util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here")
+    cfg = load_config(repo_root / QUICKSTART, ["hardware=nvidia-h100", "hardware.attention=flash_attention_2"])
+    with pytest.raises(ConfigError, match="flash_attention_2 needs the flash-attn package"):
+        attention_implementation(cfg.hardware)
+    cfg = load_config(repo_root / QUICKSTART, ["hardware=nvidia-h100", "hardware.attention=flex_attention"])
+    assert attention_implementation(cfg.hardware) == "flex_attention"

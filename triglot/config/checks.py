@@ -112,8 +112,17 @@ def _flat(node: Any, prefix: str) -> list[tuple[str, Any]]:
     return items
 
 
+def check_attention(hardware: Any) -> None:
+    """GPU-only attention kernels refused on CPU (FlexAttention has no CPU backward, flash-attn no CPU build)."""
+    attention = getattr(hardware.attention, "value", hardware.attention)
+    if attention in ("flex_attention", "flash_attention_2") and hardware.accelerator == "cpu":
+        raise ConfigError(f"hardware.attention = {attention} needs a GPU, and this profile "
+                          f"({hardware.name}) runs on CPU: use hardware.attention=sdpa")
+
+
 def check_config(cfg: Any) -> None:
     """Every check above; `compose` calls it, so no stage sees a config that fails one."""
     check_name("hardware.name", cfg.hardware.name)
     check_name("hardware.comm_backend", cfg.hardware.comm_backend, pattern=BACKEND)
+    check_attention(cfg.hardware)
     check_numbers(cfg)

@@ -15,8 +15,9 @@ class Precision(str, Enum):
 
 class Attention(str, Enum):
     eager = "eager"
-    sdpa = "sdpa"
-    flash_attention_2 = "flash_attention_2"
+    sdpa = "sdpa"  # torch's scaled_dot_product_attention; packed documents get a block-diagonal mask tensor
+    flex_attention = "flex_attention"  # torch's FlexAttention: packed documents as a block-sparse mask (GPU only)
+    flash_attention_2 = "flash_attention_2"  # needs the flash-attn package (GPU only)
 
 
 class WandbMode(str, Enum):
