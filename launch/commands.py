@@ -43,13 +43,19 @@ def _launch_slurm(args: argparse.Namespace) -> int:
     # A heterogeneous job: components checked now, their micro batches written into the frozen config.
     components = components_of(cfg, load_cluster(str(cfg.launch.cluster)))
     apply_micro_batches(cfg, components)
-    check_launch_plan(cfg, args.stage, int(cfg.launch.nodes), int(cfg.launch.gpus_per_node), args.ignore_plan,
-                      components)
     invocation = f"launch slurm {args.stage} {args.config} " + " ".join(
         [*args.overrides, *(f"--component {text}" for text in args.component or ())])
-    records = launch_stage(cfg, args.stage, invocation.strip(), int(cfg.launch.nodes),
-                           int(cfg.launch.gpus_per_node), dry_run=args.dry_run, force=args.force,
-                           then_eval=args.then_eval)
+
+    def submit(dry_run: bool) -> list[dict]:
+        return launch_stage(cfg, args.stage, invocation.strip(), int(cfg.launch.nodes),
+                            int(cfg.launch.gpus_per_node), dry_run=dry_run, force=args.force,
+                            then_eval=args.then_eval)
+
+    records = submit(dry_run=True)  # a value the scripts cannot carry is refused before the plan is printed
+    check_launch_plan(cfg, args.stage, int(cfg.launch.nodes), int(cfg.launch.gpus_per_node), args.ignore_plan,
+                      components)
+    if not args.dry_run:
+        records = submit(dry_run=False)
     warning = ""
     if args.dry_run:
         try:
@@ -74,9 +80,12 @@ def _sweep(args: argparse.Namespace) -> int:
                         overrides=args.overrides, mark_done_config=args.mark_done)
     if args.dry_run and not args.local:
         print(summary["table"])
-        todo = summary.get("tasks", [])
-        print(f"# dry run: nothing written or submitted; {len(todo)} of {summary['runs']} runs would be one job "
-              f"array ({summary.get('reason') or summary.get('script')})")
+        todo, scripts = summary.get("tasks", []), summary.get("scripts", [])
+        if summary.get("script_text"):
+            print(f"\n{summary['script_text']}")
+        arrays = "one job array" if len(scripts) == 1 else f"{len(scripts)} job arrays (one per launch setting)"
+        print(f"# dry run: nothing written or submitted; {len(todo)} of {summary['runs']} runs would be {arrays} "
+              f"({summary.get('reason') or ', '.join(scripts)})")
         return 0
     summary.pop("script_text", None)
     print(json.dumps(summary, indent=2))
@@ -124,7 +133,8 @@ def add_commands(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     sweep = subparsers.add_parser("sweep", help="expand a sweep file and run it as one Slurm job array")
     sweep.add_argument("file", help="sweep YAML (configs/sweeps/...)")
     sweep.add_argument("overrides", nargs="*", help="dotted overrides applied to every run of the sweep")
-    sweep.add_argument("--dry-run", action="store_true", help="expand and write configs and script, do not submit")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the runs and the array script; write and submit nothing")
     sweep.add_argument("--local", action="store_true", help="run the configs one after another here, no Slurm")
     sweep.add_argument("--collect", action="store_true", help="only rebuild the results table")
     sweep.add_argument("--mark-done", default="", metavar="CONFIG", help=argparse.SUPPRESS)

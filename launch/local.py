@@ -6,6 +6,7 @@ Two launchers with --nnodes 2 and node ranks 0 and 1 (here or on two hosts) trai
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def launch_local(cfg: Any, stage: str, nproc: int, nnodes: int = 1, node_rank: i
                            int(cfg.launch.rendezvous_timeout_s), int(cfg.launch.stop_timeout_s))
     env = {**os.environ, **comm_env(cfg.hardware, load_cluster("local"), int(cfg.launch.cpus_per_rank))}
     if dry_run:
-        print(" ".join(cmd))
+        print(shlex.join(cmd))  # pasted into a shell, it runs exactly this
         print(f"# dry run: nothing written; the ranks would read {config_path}")
         return 0
     if node_rank == 0:

@@ -1,6 +1,6 @@
 """Render a readable sbatch script for a triglot job from launch/templates/job.sbatch.j2.
 
-Values from configs are shell-quoted (shlex.quote); values that must sit on `#SBATCH` lines are checked instead.
+Values from configs are shell-quoted (`shell_quote`); values that must sit on `#SBATCH` lines are checked instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 from triglot.launch.clusters import job_python
-from triglot.launch.comm import comm_env, library_name
+from triglot.launch.comm import ENV_NAME, comm_env, library_name
 from triglot.launch.torchrun import Var, torchrun_argv, triglot_target
 
 from triglot.errors import ConfigError
@@ -23,9 +23,18 @@ from triglot.errors import ConfigError
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 # What may appear in a `#SBATCH` value: sbatch reads those lines itself, without a shell, so quoting is no help.
 # Patterns are applied with fullmatch: `^...$` with re.match would let a trailing newline through.
-SBATCH_SAFE = re.compile(r"[A-Za-z0-9_.,:/%@+=-]+")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-TIME_FORMAT = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}")
+SBATCH_SAFE = re.compile(r"[A-Za-z0-9_.,:/%@+=-]+", re.ASCII)
+TIME_FORMAT = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}")
+# A launch.sbatch_args entry: one option, long (--name or --name=value) or short (-X or -Xvalue).
+SBATCH_OPTION = re.compile(r"(--[A-Za-z][A-Za-z0-9-]*(=.+)?|-[A-Za-z].*)", re.ASCII)
+# Options the script sets itself from other keys, or that change what kind of job it is.
+SBATCH_OWN = {"--job-name": "run.name", "-J": "run.name", "--output": "run.dir", "-o": "run.dir",
+              "--error": "run.dir", "-e": "run.dir", "--open-mode": "", "--array": "the sweep", "-a": "the sweep",
+              "--dependency": "launch slurm's job chain", "-d": "launch slurm's job chain", "--signal": "launch.signal_lead_s",
+              "--nodes": "launch.nodes", "-N": "launch.nodes", "--time": "launch.time", "-t": "launch.time",
+              "--partition": "launch.partition", "-p": "launch.partition", "--mem": "launch.mem",
+              "--ntasks-per-node": "", "--cpus-per-task": "launch.cpus_per_rank", "-c": "launch.cpus_per_rank",
+              "--requeue": "launch.requeue", "--no-requeue": "launch.requeue"}
 
 
 CONFIG_VAR = Var("$CONFIG")
@@ -48,7 +57,7 @@ class JobSpec:
     steps: list[Step]
     invocation: str
     config: str = ""  # the resolved config the steps read (one config per job) ...
-    config_list: str = ""  # ... or, for an array, a file with one config path per task
+    configs: dict[int, str] = field(default_factory=dict)  # ... or, for an array, each task's config
     array: str = ""  # e.g. "0-3" or "0,2,3"
     nodes: int = 1
     ranks_per_node: int = 1
@@ -57,10 +66,33 @@ class JobSpec:
     extra_vars: dict[str, str] = field(default_factory=dict)
 
 
+def shell_quote(value: Any) -> str:
+    """`value` as one shell word that bash reads back byte for byte, on one line of printable text.
+
+    Printable text is single-quoted (shlex.quote). A value with a control character (newline, carriage return,
+    tab, ...) is written in bash's $'...' form with those characters escaped, so no script line carries a raw
+    carriage return (sbatch refuses such scripts) or breaks in two. NUL cannot be passed through a shell at all.
+    """
+    text = str(value)
+    if "\0" in text:
+        raise ConfigError(f"the value {text!r} holds a NUL character, which no shell script can pass on; remove it")
+    if text.isprintable():
+        return shlex.quote(text)
+    out = []
+    for ch in text:
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append("".join(f"\\x{byte:02x}" for byte in ch.encode("utf-8")))
+    return "$'" + "".join(out) + "'"
+
+
 def shell_word(arg: Any) -> str:
     if isinstance(arg, Var):
         return f'"{arg}"'
-    return shlex.quote(str(arg))
+    return shell_quote(arg)
 
 
 def shell_line(words: list[Any], indent: str = "    ", width: int = 110) -> str:
@@ -119,7 +151,8 @@ def sbatch_lines(spec: JobSpec, cfg: Any, cluster: Any) -> list[str]:
         "--ntasks-per-node=1",
         f"--cpus-per-task={max(1, spec.ranks_per_node * int(launch.cpus_per_rank))}",
         f"--time={launch.time}",
-        f"--output={sbatch_value('run.dir', log_dir / log_name)}",
+        # Slurm expands %j, %x, ... anywhere in the path: a literal % in the folder is written %%.
+        f"--output={sbatch_value('run.dir', log_dir).replace('%', '%%')}/{log_name}",
         "--open-mode=append",
         f"--signal=B:USR1@{int(launch.signal_lead_s)}",
     ]
@@ -140,8 +173,22 @@ def sbatch_lines(spec: JobSpec, cfg: Any, cluster: Any) -> list[str]:
         lines.append(f"--array={sbatch_value('array', spec.array)}{limit}")
     if spec.dependency:
         lines.append(f"--dependency={sbatch_value('dependency', spec.dependency)}")
-    lines.extend(sbatch_value("launch.sbatch_args", arg) for arg in launch.sbatch_args)
+    for index, arg in enumerate(launch.sbatch_args):
+        lines.append(sbatch_option(f"launch.sbatch_args[{index}]", arg))
     return lines
+
+
+def sbatch_option(key: str, value: Any) -> str:
+    """One extra `#SBATCH` option from launch.sbatch_args: a plain option that the script does not set itself."""
+    text = sbatch_value(key, value)
+    if not SBATCH_OPTION.fullmatch(text):
+        raise ConfigError(f"{key} = {text!r} is not an sbatch option; write it as --name=value (e.g. "
+                          "--exclusive or --mail-type=END)")
+    name = text.split("=", 1)[0] if text.startswith("--") else text[:2]
+    if name in SBATCH_OWN:
+        instead = f"; set {SBATCH_OWN[name]} instead" if SBATCH_OWN[name] else ""
+        raise ConfigError(f"{key} = {text!r}: triglot writes {name} itself{instead}")
+    return text
 
 
 def container_parts(cluster: Any) -> tuple[str, str]:
@@ -149,27 +196,36 @@ def container_parts(cluster: Any) -> tuple[str, str]:
     box = cluster.container
     if not box.image:
         return "", ""
+    not_an_option(f"cluster profile '{cluster.name}' container.image", box.image)
     if box.runtime == "pyxis":
-        extra = f" --container-image={shlex.quote(box.image)}"
+        extra = f" --container-image={shell_quote(box.image)}"
         if box.mounts:
-            extra += f" --container-mounts={shlex.quote(','.join(box.mounts))}"
+            extra += f" --container-mounts={shell_quote(','.join(box.mounts))}"
         return extra + " --container-workdir=\"$WORKDIR\"", ""
-    binds = f"--bind {shlex.quote(','.join(box.mounts))} " if box.mounts else ""
-    return "", f"apptainer exec {binds}{shlex.quote(box.image)} "
+    binds = f"--bind {shell_quote(','.join(box.mounts))} " if box.mounts else ""
+    return "", f"apptainer exec {binds}{shell_quote(box.image)} "
+
+
+def not_an_option(key: str, value: Any) -> None:
+    """A value that becomes a command's argument must not start with `-`, or the command reads it as an option."""
+    if str(value).startswith("-"):
+        raise ConfigError(f"{key} = {str(value)!r} starts with '-', which the command would read as an option; "
+                          "name the image or module itself")
 
 
 def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -> str:
     """The full sbatch script for `spec` (a heterogeneous job when it runs a distributed step with components)."""
     from triglot.launch import hetjob
 
-    env = comm_env(cfg.hardware, cluster, int(cfg.launch.cpus_per_rank))
-    for name in [*env, *spec.extra_vars]:
+    env = comm_env(cfg.hardware, cluster, int(cfg.launch.cpus_per_rank))  # checks the profiles' names
+    for name in spec.extra_vars:
         if not ENV_NAME.fullmatch(name):
-            raise ConfigError(f"environment variable name {name!r} (hardware.env or the cluster profile's env) "
-                              "is not a valid shell name")
+            raise ConfigError(f"job variable name {name!r} is not a valid shell name")
+    for index, module in enumerate(cluster.modules):
+        not_an_option(f"cluster profile '{cluster.name}' modules[{index}]", module)
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
                                keep_trailing_newline=True, autoescape=False)
-    jinja.filters["q"] = lambda value: shlex.quote(str(value))
+    jinja.filters["q"] = shell_quote
     jinja.filters["comment"] = comment_text  # nothing breaks out of a comment line
     srun_extra, prefix = container_parts(cluster)
     components = hetjob.job_components(spec, cfg, cluster)
@@ -187,7 +243,8 @@ def render(spec: JobSpec, cfg: Any, cluster: Any, workdir: Path | None = None) -
         script_name=f"{job_name(spec.name)}.sbatch",
         sbatch_lines=hetjob.hetjob_lines(lines, components, cfg, cluster) if components else lines, het=het,
         workdir=str((workdir or Path.cwd()).resolve()), python=job_python(cluster, sys.executable),
-        run_dir=str(run_dir), state_dir=str(run_dir / "jobs"), config=spec.config, config_list=spec.config_list,
+        run_dir=str(run_dir), state_dir=str(run_dir / "jobs"), config=spec.config,
+        configs=sorted(spec.configs.items()),
         nodes=spec.nodes, ranks_per_node=spec.ranks_per_node, max_requeues=int(launch.max_requeues),
         extra_vars=sorted(spec.extra_vars.items()), env=sorted(env.items()),
         library=library_name(cfg.hardware), hardware_name=cfg.hardware.name,

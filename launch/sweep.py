@@ -1,7 +1,9 @@
 """Sweeps: a base experiment plus a grid, list or random sample over dotted keys, run as one Slurm job array.
 
-The sweep folder holds sweep.json (every run: index, hash, values, folder), configs.txt (one config per array
-task), a run folder per config, and the results table (results.md/.csv/.json) across the sweep.
+The sweep folder holds sweep.json (every run: index, hash, values, folder), configs.txt (run I's config on
+line I+1, for people and scripts; the array jobs carry their own list), a run folder per config, and the
+results table (results.md/.csv/.json) across the sweep. Runs whose launch or hardware settings differ (a sweep
+over launch.time, say) go into one array each, so every task gets its own run's resources.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import logging
 import random
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 from triglot.launch.clusters import check_account, load_cluster
 from triglot.launch.frozen import freeze_config, frozen_config_path
 from triglot.launch.results import collect_results
-from triglot.launch.sbatch import CONFIG_VAR, JobSpec, Step
+from triglot.launch.sbatch import CONFIG_VAR, SBATCH_SAFE, JobSpec, Step
 from triglot.launch.slurm import JOBS_DIR, job_config, record_job, sbatch, submit_chain, write_script
 from triglot.launch.sweep_files import DONE_MARKER
 
-from triglot.config import config_hash, load_config, save_config
+from triglot.config import config_hash, load_config, save_config, to_container
 from triglot.config.launch import SweepSpec
 from triglot.config.loader import _read_yaml
 from triglot.errors import ConfigError
@@ -47,7 +50,15 @@ def load_sweep(path: Path) -> Any:
     for stage in spec.stages:
         if stage not in STAGES:
             raise ConfigError(f"{path}: unknown stage '{stage}' in stages; stages are: {', '.join(STAGES)}")
+    names = [*spec.parameters, *(key for run in spec.runs for key in run)]
+    for name in names:
+        if not DOTTED_KEY.fullmatch(str(name)):
+            raise ConfigError(f"{path}: sweep parameter {str(name)!r} is not a dotted config key "
+                              "(e.g. train.lr or model.hidden_size)")
     return spec
+
+
+DOTTED_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", re.ASCII)
 
 
 def _draw(rng: random.Random, values: Any) -> Any:
@@ -188,7 +199,7 @@ def run_local(runs: list[dict], stages: list[str]) -> list[int]:
             continue
         for stage in stages:
             cmd = stage_command(stage, run["config"])
-            log.info("sweep run %03d: %s", run["index"], " ".join(cmd))
+            log.info("sweep run %03d: %s", run["index"], shlex.join(cmd))
             if subprocess.run(cmd).returncode != 0:
                 raise SystemExit(f"sweep run {run['index']:03d} failed in stage {stage}; see {run['run_dir']}")
         (Path(run["run_dir"]) / DONE_MARKER).write_text(run["hash"] + "\n", encoding="utf-8")
@@ -196,8 +207,30 @@ def run_local(runs: list[dict], stages: list[str]) -> list[int]:
     return ran
 
 
-def sweep_jobs(spec: Any, root: Path, todo: list[dict], sweep_file: Path) -> tuple[JobSpec, JobSpec]:
-    """One array job (task I runs line I+1 of configs.txt) and a results job after it, whatever its outcome."""
+def job_shape(cfg: Any) -> str:
+    """What of a run's config its array script is made from: the launch and hardware sections, ranks per node.
+
+    Runs of one shape share an array; a sweep over, say, launch.time or run.nproc_per_node has several shapes.
+    """
+    return json.dumps({"launch": to_container(cfg.launch), "hardware": to_container(cfg.hardware),
+                       "nproc_per_node": int(cfg.run.nproc_per_node)}, sort_keys=True, default=str)
+
+
+def shape_groups(todo: list[dict]) -> list[list[dict]]:
+    """The runs to submit, grouped by job shape in the order their first run appears."""
+    groups: dict[str, list[dict]] = {}
+    for run in todo:
+        groups.setdefault(job_shape(run_config(run)), []).append(run)
+    return list(groups.values())
+
+
+def sweep_jobs(spec: Any, root: Path, todo: list[dict], sweep_file: Path, part: int = 0,
+               parts: int = 1) -> tuple[JobSpec, JobSpec]:
+    """One array job over runs of one shape (task I runs run I's config) and a results job after it.
+
+    The array's resources (nodes, ranks, time, partition, env) come from its runs' common launch and hardware
+    sections; `part` of `parts` names the array when a sweep needs several.
+    """
     first = run_config(todo[0])
     steps = []
     for stage in spec.stages:
@@ -206,8 +239,9 @@ def sweep_jobs(spec: Any, root: Path, todo: list[dict], sweep_file: Path) -> tup
     steps.append(Step("mark-done", ["sweep", str(sweep_file.resolve()), "--mark-done", CONFIG_VAR],
                       "mark this config finished so a rerun of the sweep skips it"))
     ranks = max(1, int(first.launch.gpus_per_node) or int(first.run.nproc_per_node))
-    array = JobSpec(name=f"sweep-{spec.name}", run_dir=root, steps=steps, invocation=f"sweep {sweep_file}",
-                    config_list=str((root / "configs.txt").resolve()),
+    name = f"sweep-{spec.name}" + (f"-part{part + 1}of{parts}" if parts > 1 else "")
+    array = JobSpec(name=name, run_dir=root, steps=steps, invocation=f"sweep {sweep_file}",
+                    configs={int(r["index"]): str(Path(r["config"]).resolve()) for r in todo},
                     array=",".join(str(r["index"]) for r in todo), nodes=int(first.launch.nodes),
                     ranks_per_node=ranks, gpus_per_node=int(first.launch.gpus_per_node))
     results = JobSpec(name=f"sweep-{spec.name}-results", run_dir=root, invocation=f"sweep {sweep_file} --collect",
@@ -217,23 +251,37 @@ def sweep_jobs(spec: Any, root: Path, todo: list[dict], sweep_file: Path) -> tup
 
 
 def submit_sweep(spec: Any, root: Path, runs: list[dict], sweep_file: Path, dry_run: bool) -> dict:
+    """Submit the unfinished runs: one array per job shape (usually one), then the results job after all."""
     todo = [r for r in runs if not r["done"]]
     if not todo:
         return {"submitted": False, "reason": "every config has finished"}
+    folder = str(root.resolve())
+    if not SBATCH_SAFE.fullmatch(folder):
+        raise ConfigError(f"{sweep_file}: the sweep folder {folder!r} (its `dir`, else runs/sweeps/<name>) cannot "
+                          "be written on an #SBATCH line; set dir: to a path of letters, digits and _.,:/@+=-")
+    groups = shape_groups(todo)
+    arrays, texts, results = [], [], None
+    for part, group in enumerate(groups):
+        first = run_config(group[0])
+        cluster = load_cluster(str(first.launch.cluster))
+        if not dry_run:
+            check_account(cluster)
+        array, results = sweep_jobs(spec, root, group, sweep_file, part, len(groups))
+        [record] = submit_chain([array], first, cluster, dry_run=dry_run)
+        arrays.append(record)
+        texts.append(record["text"])
     first = run_config(todo[0])
     cluster = load_cluster(str(first.launch.cluster))
-    if not dry_run:
-        check_account(cluster)
-    array, results = sweep_jobs(spec, root, todo, sweep_file)
-    [array_record] = submit_chain([array], first, cluster, dry_run=dry_run)
     [results_record] = submit_chain([results], first, cluster, dry_run=True)
     if not dry_run:
-        dependency = f"afterany:{array_record['job_id']}"
+        dependency = "afterany:" + ":".join(record["job_id"] for record in arrays)
         script = write_script(results, results_record.pop("text"))
         results_record.update(script=str(script.resolve()), job_id=sbatch(script, dependency), dependency=dependency)
         record_job(root, results_record)
-    return {"submitted": not dry_run, "array_job": array_record["job_id"], "results_job": results_record["job_id"],
-            "tasks": [r["index"] for r in todo], "script": array_record["script"], "script_text": array_record["text"]}
+    return {"submitted": not dry_run, "array_job": arrays[0]["job_id"],
+            "array_jobs": [record["job_id"] for record in arrays], "results_job": results_record["job_id"],
+            "tasks": [r["index"] for r in todo], "script": arrays[0]["script"],
+            "scripts": [record["script"] for record in arrays], "script_text": "\n".join(texts)}
 
 
 def mark_done(config: Path) -> None:

@@ -128,3 +128,72 @@ def test_local_launch_command_for_two_nodes(tmp_path: Path) -> None:
                            master_addr="10.0.0.1", master_port=29511)
     assert "--nnodes=2" in cmd and "--node-rank=1" in cmd and "--master-addr=10.0.0.1" in cmd
     assert cmd[-3:] == ["triglot", "train", str(tmp_path / "config.yaml")][-3:]
+
+
+def test_percent_in_run_dir_is_written_for_slurm_to_keep(tmp_path: Path) -> None:
+    """Slurm expands %j, %x, ... anywhere in --output; a % in the folder itself is written %%."""
+    run_dir = tmp_path / "lr%j-100%"
+    cfg = compose({"run": {"dir": str(run_dir)}})
+    [output] = [o for o in sbatch_options(render_stage(cfg, "train", load_cluster("local"), tmp_path))
+                if o.startswith("--output=")]
+    assert output == f"--output={str(run_dir.resolve()).replace('%', '%%')}/logs/%x-%j.out"
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("hetjob", "is not an sbatch option"), ("foo", "is not an sbatch option"),
+    ("--array=0-3", "triglot writes --array itself"), ("-o/tmp/x", "triglot writes -o itself; set run.dir"),
+    ("--time=01:00:00", "set launch.time instead"), ("--dependency=afterok:1", "writes --dependency itself"),
+])
+def test_sbatch_args_must_be_options_triglot_does_not_set(tmp_path: Path, arg: str, message: str) -> None:
+    cfg = compose({"run": {"dir": str(tmp_path)}, "launch": {"sbatch_args": ["--exclusive", arg]}})
+    with pytest.raises(ConfigError, match=rf"launch\.sbatch_args\[1\] = .*{message}"):
+        render_stage(cfg, "train", load_cluster("local"), tmp_path)
+    cfg = compose({"run": {"dir": str(tmp_path)}, "launch": {"sbatch_args": ["--exclusive", "--mail-type=END", "-wn1"]}})
+    assert sbatch_options(render_stage(cfg, "train", load_cluster("local"), tmp_path))[-3:] == [
+        "--exclusive", "--mail-type=END", "-wn1"]
+
+
+@pytest.mark.parametrize("limit", ["１:００:００", "٠١:٠٠:٠٠"])
+def test_time_limit_takes_ascii_digits_only(tmp_path: Path, limit: str) -> None:
+    cfg = compose({"run": {"dir": str(tmp_path)}, "launch": {"time": limit}})
+    with pytest.raises(ConfigError, match="launch.time"):
+        render_stage(cfg, "train", load_cluster("local"), tmp_path)
+
+
+@pytest.mark.parametrize("profile, key", [
+    ({"container": {"image": "--fakeroot", "runtime": "apptainer"}}, "container.image"),
+    ({"container": {"image": "-x", "runtime": "pyxis"}}, "container.image"),
+    ({"modules": ["cuda/12", "--force"]}, r"modules\[1\]"),
+])
+def test_image_or_module_that_reads_as_an_option_is_refused(tmp_path: Path, helpers, profile: dict,
+                                                            key: str) -> None:
+    cluster = load_cluster(str(helpers.write_yaml(tmp_path / "site.yaml", {"partition": "debug", **profile})))
+    cfg = compose({"run": {"dir": str(tmp_path / "run")}})
+    with pytest.raises(ConfigError, match=rf"{key} = .* starts with '-'"):
+        render_stage(cfg, "train", cluster, tmp_path, gpus=0)
+
+
+@pytest.mark.parametrize("name", ["BASH_ENV", "ENV", "PS4", "PROMPT_COMMAND", "SHELLOPTS", "IFS", "CDPATH",
+                                  "CONFIG", "PYTHON", "RUN_DIR", "MASTER_PORT", "SLURM_JOB_ID", "PET_NODE_RANK"])
+def test_profile_env_cannot_set_what_bash_or_the_job_script_reads(tmp_path: Path, helpers, name: str) -> None:
+    cfg = compose({"run": {"dir": str(tmp_path)}, "hardware": {"env": {name: "$(touch pwned)"}}})
+    with pytest.raises(ConfigError, match=rf"^hardware\.env\.{name}: "):
+        render_stage(cfg, "train", load_cluster("local"), tmp_path)
+    cluster = load_cluster(str(helpers.write_yaml(tmp_path / "site.yaml", {"name": "site", "env": {name: "x"}})))
+    with pytest.raises(ConfigError, match=rf"^cluster profile 'site' env\.{name}: "):
+        render_stage(compose({"run": {"dir": str(tmp_path)}}), "train", cluster, tmp_path)
+    allowed = compose({"run": {"dir": str(tmp_path)}, "hardware": {"env": {"SLURM_CPU_BIND": "none"}}})
+    assert "export SLURM_CPU_BIND=none" in render_stage(allowed, "train", load_cluster("local"), tmp_path)
+
+
+def test_local_dry_run_prints_a_command_a_shell_runs_as_is(tmp_path: Path, capsys) -> None:
+    import shlex
+
+    from triglot.launch.local import launch_local
+
+    run_dir = tmp_path / "lo cal;touch pwned;$(touch pwned2)"
+    cfg = compose({"run": {"dir": str(run_dir)}})
+    assert launch_local(cfg, "train", 1, dry_run=True) == 0
+    printed = capsys.readouterr().out.splitlines()[0]
+    words = shlex.split(printed)
+    assert words[-2:] == ["train", str(run_dir / "configs" / Path(words[-1]).name)]

@@ -128,6 +128,9 @@ def assert_inert(texts: list[str], tmp: Path, canary: Path, what: str) -> None:
     for text in texts:
         check = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
         assert check.returncode == 0, f"{what}: script does not parse: {check.stderr}"
+        # sbatch refuses a script with a carriage return anywhere ("DOS line breaks"), quoted or not.
+        bad = [line for line in text.split("\n") if not line.isprintable()]
+        assert not bad, f"{what}: a script line holds a control character: {bad[0]!r}"
         result = run_script(text, sandbox, stubs)
         assert not canary.exists(), f"{what}: the script ran a command from the config value\n{result.stderr}"
         assert result.returncode == 0, f"{what}: script failed\n{result.stdout}\n{result.stderr}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,15 @@ def sweep_file(tmp_path: Path, helpers, **body) -> Path:
     spec = {"name": "s", "base": "configs/experiments/quickstart.yaml", "dir": str(tmp_path / "sweep"),
             "overrides": ["hardware=cpu"], **body}
     return helpers.write_yaml(tmp_path / "sweep.yaml", spec)
+
+
+def array_config(script: str, task: int) -> str:
+    """The config an array task reads: the script's CONFIGS block and CONFIG line run by bash for that task."""
+    start = script.index("CONFIGS=(")
+    end = script.index("\n", script.index("\nCONFIG=", start) + 1)
+    proc = subprocess.run(["bash", "-c", f'set -u\n{script[start:end]}\nprintf %s "$CONFIG"'], capture_output=True,
+                          text=True, env={"PATH": os.environ["PATH"], "SLURM_ARRAY_TASK_ID": str(task)})
+    return proc.stdout if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()}"
 
 
 def test_shipped_sweeps_load_and_expand(repo_root: Path) -> None:
@@ -73,7 +85,9 @@ def test_written_configs_group_tags_and_skip(tmp_path: Path, helpers) -> None:
     assert lines[0].split() == ["index", "overrides", "run", "folder", "state"]
     assert lines[2].split() == ["001", "train.lr=0.001", "model.hidden_size=64", runs[1]["run_dir"], "finished"]
     script = summary["script_text"]
-    assert "#SBATCH --array=0,2,3" in script and '$((SLURM_ARRAY_TASK_ID + 1))p' in script
+    assert "#SBATCH --array=0,2,3" in script
+    assert {task: array_config(script, task) for task in (0, 2, 3)} == {
+        task: str(Path(runs[task]["config"]).resolve()) for task in (0, 2, 3)}
     manifest = json.loads((root / "sweep.json").read_text())
     assert manifest["varied"] == ["model.hidden_size", "train.lr"] and manifest["group"] == "s"
 
@@ -102,10 +116,40 @@ def test_dry_run_prints_a_table_and_writes_nothing(tmp_path: Path, helpers) -> N
     proc = subprocess.run([sys.executable, "-m", "triglot", "sweep", str(path), "--dry-run"], cwd=REPO_ROOT,
                           env=run_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    header, row, note = proc.stdout.strip().splitlines()
+    header, row, *script, note = proc.stdout.strip().splitlines()
+    assert script[1] == "#!/bin/bash" and "#SBATCH --array=0" in script  # the array script, to read first
     assert header.split() == ["index", "overrides", "run", "folder", "state"]
     index, lr, width, folder, *state = row.split()
     assert (index, lr, width, " ".join(state)) == ("000", "train.lr=0.003", "model.hidden_size=128", "to run")
     assert Path(folder).name.startswith("lr=0.003_hidden_size=128-")
     assert note.startswith("# dry run: nothing written or submitted; 1 of 1 runs")
     assert not (tmp_path / "sweep").exists()
+
+
+def test_each_array_task_gets_its_own_config_and_resources(tmp_path: Path, helpers) -> None:
+    """Runs that differ in launch settings go into separate arrays, each with its runs' resources and list."""
+    path = sweep_file(tmp_path, helpers, parameters={"train.lr": [0.001, 0.003],
+                                                     "launch.time": ["00:10:00", "05:00:00"]})
+    root, runs = write_sweep(load_sweep(path))
+    (Path(runs[0]["run_dir"]) / DONE_MARKER).write_text(runs[0]["hash"] + "\n")
+    summary = run_sweep(path, dry_run=True)
+    texts = ["#!/bin/bash" + text for text in summary["script_text"].split("#!/bin/bash")[1:]]
+    assert len(texts) == len(summary["scripts"]) == 2
+    arrays = {}
+    for text in texts:
+        limit = re.search(r"^#SBATCH --time=(\S+)$", text, re.MULTILINE).group(1)
+        tasks = [int(i) for i in re.search(r"^#SBATCH --array=(\S+)$", text, re.MULTILINE).group(1).split(",")]
+        arrays[limit] = tasks
+        for task in tasks:
+            assert array_config(text, task) == str(Path(runs[task]["config"]).resolve())
+            assert load_config(runs[task]["config"]).launch.time == limit
+        assert array_config(text, 0).startswith("exit ")  # a task the array does not hold has no config
+    assert arrays == {"00:10:00": [2], "05:00:00": [1, 3]}
+
+
+def test_sweep_parameter_names_and_folder_are_checked(tmp_path: Path, helpers) -> None:
+    with pytest.raises(ConfigError, match="'run.name=x' is not a dotted config key"):
+        load_sweep(sweep_file(tmp_path, helpers, parameters={"run.name=x": [1]}))
+    with pytest.raises(ConfigError, match=r"sweep folder .*set dir: to a path"):
+        run_sweep(sweep_file(tmp_path, helpers, dir=str(tmp_path / "two words"), parameters={"train.lr": [0.1]}),
+                  dry_run=True)
