@@ -22,8 +22,8 @@ def load_clean_config(args: argparse.Namespace) -> Any:
     path = Path(args.config)
     try:
         body = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except yaml.YAMLError:
-        body = None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        body = None  # load_config reports what is wrong with the file
     if isinstance(body, dict) and "sources" in body:
         body.setdefault("name", path.stem)
         return compose({"data": body, "run": {"name": f"data-{path.stem}"}}, args.overrides, source=str(path))

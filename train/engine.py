@@ -93,7 +93,7 @@ def deepspeed_config(cfg: Any, layout: BatchLayout, rank: int) -> dict:
         opt = train.optimizer
         config["optimizer"] = {"type": "AdamW", "params": {"lr": train.lr, "betas": list(opt.betas), "eps": opt.eps,
                                                            "weight_decay": opt.weight_decay}}
-    return _merge(config, to_container(train.deepspeed))
+    return _merge(config, to_container(train.deepspeed))  # checked when the config loads (check_deepspeed)
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -28,7 +28,7 @@ from triglot.train.coordination import (
 )
 from triglot.train.data import MixtureSampler, Prefetcher, split_documents
 from triglot.train.engine import batch_layout, build_engine, deepspeed_config, init_distributed
-from triglot.train.export import export_hf, parameter_count
+from triglot.train.export import export_hf, parameter_count, shard_bytes
 from triglot.train.metrics import SampleLog, StepMetrics, validate
 from triglot.train.model import build_model, load_tokenizer, packed_loss_sum
 from triglot.train.run_state import PREEMPTED, training_marker
@@ -90,13 +90,18 @@ class Trainer:
         self.root = stage_dir(cfg, "train", cfg.train.checkpoint.dir)
         self.data_dir, self.tokenizer_dir = data_dir, tokenizer_dir
         self.packed = PackedDataset(data_dir)
+        if not len(self.packed):
+            raise InputError(f"train.data_dir: {data_dir} holds no documents; pack some text first "
+                             "(`triglot data pack`)")
+        if cfg.train.checkpoint.export_hf:
+            shard_bytes(cfg.train.export.max_shard_size)  # refused now, on every rank, not after training
         self.tokenizer = load_tokenizer(tokenizer_dir)
         self.vocab_size = vocab_size_for(cfg, self.packed, self.tokenizer)
         seed = int(cfg.run.seed)
         train_docs, self.val_docs = split_documents(self.packed, cfg.train.val_fraction, seed)
         self.val_packed = self.packed
         if cfg.train.val_dir:
-            self.val_packed = PackedDataset(cfg.train.val_dir)
+            self.val_packed = PackedDataset(cfg.train.val_dir, key="train.val_dir")
             self.val_docs = list(range(len(self.val_packed)))
         self.sampler = MixtureSampler(self.packed, train_docs, cfg.train.seq_len, seed, dict(cfg.train.mixture),
                                       cfg.train.mixture_by)

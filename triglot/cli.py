@@ -195,6 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TriglotError as err:
         report_user_error(user_error_line(err))
         return EXIT_USAGE
+    except (PermissionError, NotADirectoryError, IsADirectoryError) as err:
+        if not err.filename:
+            raise
+        # An output folder the config names but this machine does not let the stage write: the user's to fix.
+        report_user_error(f"triglot: cannot write {err.filename}: {err.strerror}; check the folder settings "
+                          "(run.dir, or the stage's output_dir) and its permissions")
+        return EXIT_USAGE
     except (StoppedBySignal, RanksStopped) as stop:
         print(stop, file=sys.stderr)
         return stop.code

@@ -144,22 +144,21 @@ class Document:
 class PackedDataset:
     """Read-only view of a packed folder: documents by global index, tokens memory-mapped."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, key: str = "train.data_dir"):
         self.folder = Path(folder)
+        self.key = key
         meta_path = self.folder / META
+        redo = f"rerun `triglot data pack --force`, or point {key} at a finished packed folder"
         if not meta_path.is_file():
             state = "a pack was interrupted (shards but no meta.json)" if any(self.folder.glob("shard-*")) \
                 else "not a packed folder"
-            raise InputError(f"{meta_path} not found: {state}; run `triglot data pack` (it resumes) or point "
-                             "train.data_dir at a finished packed folder")
-        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: unknown format {self.meta.get('format')!r}, expected {FORMAT}")
-        self.dtype = np.dtype(self.meta["dtype"])
+            raise InputError(f"{key}: {meta_path} not found: {state}; run `triglot data pack` (it resumes) or "
+                             f"point {key} at a finished packed folder")
+        self.meta = self._read_meta(meta_path, redo)
         self.eos_id = int(self.meta["eos_id"])
         self.vocab_size = int(self.meta["vocab_size"])
-        self.shard_names = [s["name"] for s in self.meta["shards"]]
-        tables = [pq.read_table(self.folder / f"{n}.idx.parquet") for n in self.shard_names]
+        self.shard_names = [str(s["name"]) for s in self.meta["shards"]]
+        tables = [self._read_index(n, redo) for n in self.shard_names]
         self._shard_of = np.concatenate(
             [np.full(t.num_rows, i, dtype=np.int32) for i, t in enumerate(tables)]
         ) if tables else np.zeros(0, np.int32)
@@ -169,7 +168,64 @@ class PackedDataset:
         self.languages = self.index.column("language").to_pylist() if tables else []
         self.sources = self.index.column("source").to_pylist() if tables else []
         self.doc_ids = self.index.column("doc_id").to_pylist() if tables else []
-        self._tokens = [np.memmap(self.folder / f"{n}.bin", dtype=self.dtype, mode="r") for n in self.shard_names]
+        self._tokens = [self._map_tokens(n, t, redo) for n, t in zip(self.shard_names, tables, strict=True)]
+
+    def _read_meta(self, path: Path, redo: str) -> dict:
+        """meta.json, checked: format, dtype, vocabulary size, end-of-document id and the shard list."""
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:  # not JSON, not UTF-8, unreadable
+            raise InputError(f"{self.key}: {path} is damaged ({str(err).splitlines()[0]}); {redo}") from None
+        problem = None
+        if not isinstance(meta, dict):
+            problem = "it is not a JSON object"
+        elif meta.get("format") != FORMAT:
+            problem = f"unknown format {meta.get('format')!r}, expected {FORMAT}"
+        elif not isinstance(meta.get("shards"), list) or not all(
+                isinstance(s, dict) and isinstance(s.get("name"), str) for s in meta["shards"]):
+            problem = "its `shards` is not a list of {name: ...} entries"
+        elif not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool)
+                     for k in ("vocab_size", "eos_id")) or meta["vocab_size"] < 1:
+            problem = "its vocab_size and eos_id must be whole numbers, vocab_size at least 1"
+        else:
+            try:
+                self.dtype = np.dtype(meta.get("dtype"))
+            except TypeError:
+                problem = f"dtype {meta.get('dtype')!r} is not a numpy integer type"
+            else:
+                if self.dtype.kind not in "ui":
+                    problem = f"dtype {meta.get('dtype')!r} is not a numpy integer type"
+        if problem:
+            raise InputError(f"{self.key}: {path}: {problem}; {redo}")
+        return meta
+
+    def _read_index(self, name: str, redo: str) -> pa.Table:
+        path = self.folder / f"{name}.idx.parquet"
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as err:  # missing, truncated, not parquet
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            raise InputError(f"{self.key}: shard index {path} cannot be read ({reason}); {redo}") from None
+        missing = [c for c in ("offset", "length", "language", "source", "doc_id") if c not in table.column_names]
+        if missing:
+            raise InputError(f"{self.key}: shard index {path} has no column {missing[0]!r}; {redo}")
+        return table
+
+    def _map_tokens(self, name: str, table: pa.Table, redo: str) -> np.ndarray:
+        """The shard's tokens, memory-mapped, after checking the file holds every document its index lists."""
+        path = self.folder / f"{name}.bin"
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise InputError(f"{self.key}: shard {path} cannot be read ({err.strerror}); {redo}") from None
+        ends = table.column("offset").to_numpy() + table.column("length").to_numpy().astype(np.int64)
+        need = int(ends.max()) * self.dtype.itemsize if table.num_rows else 0
+        if size % self.dtype.itemsize or size < need:
+            raise InputError(f"{self.key}: shard {path} is {size:,} bytes but its index needs {need:,} "
+                             f"({self.dtype.name} tokens); it was cut short or overwritten; {redo}")
+        if size == 0:
+            return np.zeros(0, self.dtype)
+        return np.memmap(path, dtype=self.dtype, mode="r")
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -181,7 +237,12 @@ class PackedDataset:
     def tokens(self, i: int) -> np.ndarray:
         shard = self._shard_of[i]
         start = int(self.offsets[i])
-        return self._tokens[shard][start:start + int(self.lengths[i])]
+        ids = self._tokens[shard][start:start + int(self.lengths[i])]
+        if ids.size and int(ids.max()) >= self.vocab_size:  # a few hundred ids: cheap beside a training step
+            raise InputError(f"{self.key}: {self.folder / self.shard_names[shard]}.bin holds token id "
+                             f"{int(ids.max())} in document {self.doc_ids[i]!r}, but meta.json says the "
+                             f"vocabulary has {self.vocab_size}; repack with the tokenizer the model uses")
+        return ids
 
     def document(self, i: int) -> Document:
         return Document(self.tokens(i), self.languages[i], self.sources[i], self.doc_ids[i])

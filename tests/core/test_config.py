@@ -178,3 +178,94 @@ def test_flash_attention_without_flash_attn_is_a_config_error(repo_root: Path) -
         attention_implementation(cfg.hardware)
     cfg = load_config(repo_root / QUICKSTART, ["hardware=nvidia-h100", "hardware.attention=flex_attention"])
     assert attention_implementation(cfg.hardware) == "flex_attention"
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"\xff\xfe\x00bad", r"not UTF-8 text"),
+    (b"x: &a [*a]\n", r"a YAML alias refers to itself"),
+    (b"defaults: tiny\n", r"defaults \(.*\) is 'tiny'; write it as a mapping"),
+    (b"defaults: {modle: 125m}\n", r"defaults\.modle .* is not a config group; did you mean 'model'\?"),
+    (b"defaults: {model: 1}\n", r"defaults\.model .* is 1; name a file of configs/model/"),
+    (b"data: {sources: {a: 1}}\n", r"config key 'data\.sources' is a mapping; it must be a list"),
+    (b"train: {mixture: [en]}\n", r"config key 'train\.mixture' is a list; it must be a mapping"),
+    (b"train: 5\n", r"config key 'train' \(.*\) is 5; it must be a mapping of settings"),
+    (b"data: {sources: [{paths: [/x.jsonl]}]}\n", r"config key 'data\.sources\[0\]\.name' .* is required"),
+    (b"run: {stages: [[train]]}\n", r"run\.stages\[0\]"),
+])
+def test_malformed_experiment_files_name_what_is_wrong(tmp_path: Path, body: bytes, message: str) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_bytes(body)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_a_folder_given_as_the_config_and_bad_command_line_shapes(tmp_path: Path, repo_root: Path) -> None:
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a YAML config file"):
+        load_config(tmp_path / "dir.yaml")
+    for override, message in [("train.lr=${", "cannot parse overrides"),
+                              ("data.sources.a.format=x", r"'data\.sources' is a mapping; it must be a list"),
+                              ("train.optimizer=3", r"'train\.optimizer' \(command line\) is 3; it must be a mapping")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(repo_root / QUICKSTART, [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.rows_per_part=0", r"data\.rows_per_part = 0 is impossible"),
+    ("data.unit_bytes=0", r"data\.unit_bytes = 0 is impossible"),
+    ("tokenizer.vocab_size=99999999999", r"tokenizer\.vocab_size = 99999999999 is too large"),
+    ("run.seed=-1", r"run\.seed = -1 is impossible"),
+    ("run.seed=99999999999999999999999", r"run\.seed = .* is too large"),
+    ("train.optimizer.betas=[0.9]", r"train\.optimizer\.betas = \[0\.9\]: give two numbers"),
+    ("train.lr=inf", r"train\.lr = inf is impossible: use a finite value above 0"),
+    ("train.val_fraction=2", r"train\.val_fraction = 2\.0 is impossible"),
+    ("train.mixture={en: -1.0}", r"train\.mixture\.en = -1\.0"),
+    ("eval.batch_size=-1", r"eval\.batch_size = -1 is impossible"),
+    ("sft.train.lr=-1", r"sft\.train\.lr = -1 is impossible"),
+    ("dpo.train.steps=-1", r"dpo\.train\.steps = -1 is impossible"),
+    ("tokenizer.character_coverage=2", r"tokenizer\.character_coverage = 2"),
+])
+def test_values_that_would_fail_mid_stage_are_refused_when_the_config_loads(repo_root: Path, override: str,
+                                                                             message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(repo_root / QUICKSTART, ["tokenizer.backend=sentencepiece", override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.deepspeed={zero_optimization: [1]}", r"train\.deepspeed\.zero_optimization = \[1\]: DeepSpeed reads a mapping"),
+    ("train.deepspeed={optimizer: 5}", r"train\.deepspeed\.optimizer = 5: DeepSpeed reads a mapping"),
+    ("train.deepspeed={zero_optimization: {offload_optimizer: cpu}}",
+     r"train\.deepspeed\.zero_optimization\.offload_optimizer = 'cpu'"),
+    ("train.deepspeed={train_batch_size: 7}", r"triglot sets train_batch_size from train\.global_batch_size"),
+])
+def test_deepspeed_sections_that_deepspeed_cannot_read_are_refused(repo_root: Path, override: str,
+                                                                    message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(repo_root / QUICKSTART, [override])
+    load_config(repo_root / QUICKSTART, ["train.deepspeed={zero_optimization: {reduce_bucket_size: 1000}}"])
+
+
+def test_output_folders_that_can_never_be_made_are_refused(tmp_path: Path, repo_root: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for override, message in [
+        (f"run.dir={tmp_path / 'afile'}", r"run\.dir = .*afile is a file, not a folder"),
+        (f"eval.output_dir={tmp_path / 'afile' / 'x'}", r"eval\.output_dir = .*afile is a file, not a folder"),
+        (f"run.dir={tmp_path / ('a' * 300)}", r"run\.dir = .*longer than the 255 bytes"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(repo_root / QUICKSTART, [override])
+    load_config(repo_root / QUICKSTART, [f"run.dir={tmp_path / 'not' / 'yet'}"])  # made by the stage
+
+
+def test_a_stage_folder_the_stage_cannot_write_is_a_user_error(tmp_path: Path, repo_root: Path) -> None:
+    """What only shows when the stage writes (here data/ is a file inside run.dir) exits 2, naming the file."""
+    from triglot.testing import test_env
+
+    (tmp_path / "data").write_text("not a folder")
+    proc = subprocess.run([sys.executable, "-m", "triglot", "data", "clean", str(repo_root / QUICKSTART),
+                           "hardware=cpu", f"run.dir={tmp_path}", "data.workers=1"],
+                          cwd=repo_root, env=test_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if "triglot: cannot write" in line]
+    assert f"cannot write {tmp_path / 'data'}" in line and "Not a directory" in line

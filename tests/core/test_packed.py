@@ -55,3 +55,58 @@ def test_incomplete_folder_is_an_error(tmp_path: Path) -> None:
     ShardWriter(tmp_path, "shard-00000", np.uint16).close()
     with pytest.raises(InputError, match="meta.json not found: a pack was interrupted"):
         PackedDataset(tmp_path)
+
+
+def _meta(folder: Path) -> dict:
+    import json
+
+    return json.loads((folder / "meta.json").read_text())
+
+
+def _set_meta(folder: Path, **changes) -> None:
+    import json
+
+    (folder / "meta.json").write_text(json.dumps({**_meta(folder), **changes}))
+
+
+def _cut(path: Path, size: int) -> None:
+    path.write_bytes(path.read_bytes()[:size])
+
+
+CORRUPTIONS = {
+    "meta.json is not JSON": (lambda f: (f / "meta.json").write_text('{"format": '), "is damaged"),
+    "meta.json is a list": (lambda f: (f / "meta.json").write_text("[1, 2]"), "not a JSON object"),
+    "unknown format": (lambda f: _set_meta(f, format="triglot-packed/9"), "unknown format"),
+    "no dtype": (lambda f: _set_meta(f, dtype=None), "not a numpy integer type"),
+    "odd dtype": (lambda f: _set_meta(f, dtype="uint12"), "not a numpy integer type"),
+    "vocabulary of 0": (lambda f: _set_meta(f, vocab_size=0), "vocab_size at least 1"),
+    "index missing": (lambda f: (f / "shard-00000.idx.parquet").unlink(), "cannot be read"),
+    "index cut short": (lambda f: _cut(f / "shard-00000.idx.parquet", 100), "cannot be read"),
+    "tokens missing": (lambda f: (f / "shard-00000.bin").unlink(), "cannot be read"),
+    "tokens emptied": (lambda f: _cut(f / "shard-00000.bin", 0), "cut short"),
+    "tokens of odd size": (lambda f: _cut(f / "shard-00000.bin", (f / "shard-00000.bin").stat().st_size - 1),
+                           "cut short"),
+    "tokens cut short": (lambda f: _cut(f / "shard-00000.bin", 1000), "cut short"),
+}
+
+
+@pytest.mark.parametrize("what", list(CORRUPTIONS))
+def test_a_damaged_pack_is_an_input_error_naming_the_key(tmp_path: Path, what: str) -> None:
+    from triglot.testing import write_synthetic_pack
+
+    folder = write_synthetic_pack(tmp_path / "packed", vocab_size=128, docs=40)
+    damage, message = CORRUPTIONS[what]
+    damage(folder)
+    with pytest.raises(InputError, match=rf"^train\.val_dir: .*{message}"):
+        PackedDataset(folder, key="train.val_dir")
+
+
+def test_a_token_id_beyond_the_vocabulary_is_an_input_error(tmp_path: Path) -> None:
+    from triglot.testing import write_synthetic_pack
+
+    folder = write_synthetic_pack(tmp_path / "packed", vocab_size=128, docs=40)
+    _set_meta(folder, vocab_size=16)  # the ids go up to 127
+    packed = PackedDataset(folder)
+    with pytest.raises(InputError, match=r"^train\.data_dir: .*holds token id \d+ in document .*vocabulary has 16"):
+        for i in range(len(packed)):
+            packed.tokens(i)

@@ -6,7 +6,9 @@ so they are held to a strict pattern; sizes and counts that cannot work (no step
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import ListConfig
@@ -49,8 +51,29 @@ MINIMUMS: dict[str, int] = {
     "launch.stop_timeout_s": 1,
     "launch.rendezvous_timeout_s": 1,
     "launch.array_parallelism": 0,
+    "data.rows_per_part": 1,
+    "data.unit_bytes": 1,
+    "data.dedup.partitions": 1,
+    "eval.batch_size": 0,
+    "eval.max_length": 0,
+    "eval.num_fewshot": 0,
+    "eval.limit_per_subject": 0,
+    "eval.max_new_tokens": 0,
+    "run.seed": 0,
 }
-POSITIVE_FLOATS = ("train.lr", "train.grad_bucket_mb")
+ZERO_IS_DEFAULT = {"train.micro_batch_size", "eval.batch_size", "eval.max_length", "eval.max_new_tokens"}
+# key -> largest value that can work.
+MAXIMUMS: dict[str, int] = {
+    "run.seed": 2**63 - 1,  # what torch.manual_seed and numpy's generators take
+    "tokenizer.vocab_size": 2**24,  # ids are stored as uint32; a larger vocabulary cannot be trained in memory
+}
+POSITIVE_FLOATS = ("train.lr", "train.grad_bucket_mb", "model.rope_theta", "model.rms_norm_eps")
+# key -> (low, high, whether high itself is allowed) for fractions.
+FRACTIONS: dict[str, tuple[float, float, bool]] = {
+    "train.val_fraction": (0.0, 1.0, False),
+    "train.min_lr_ratio": (0.0, 1.0, True),
+    "train.decay_fraction": (0.0, 1.0, True),
+}
 
 
 def check_name(key: str, value: Any, where: str = "", pattern: re.Pattern = NAME) -> str:
@@ -75,16 +98,46 @@ def check_numbers(cfg: Any) -> None:
     for key, least in MINIMUMS.items():
         value = int(_select(cfg, key))
         if value < least:
-            meaning = " (0 means the default)" if least == 0 else ""
+            meaning = " (0 means the default)" if key in ZERO_IS_DEFAULT else ""
             raise ConfigError(f"{key} = {value} is impossible: use {least} or more{meaning}")
+    for key, most in MAXIMUMS.items():
+        value = int(_select(cfg, key))
+        if value > most:
+            raise ConfigError(f"{key} = {value} is too large: use at most {most:,}")
     for key in POSITIVE_FLOATS:
-        if not float(_select(cfg, key)) > 0:
-            raise ConfigError(f"{key} = {_select(cfg, key)} is impossible: use a value above 0")
+        value = float(_select(cfg, key))
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{key} = {_select(cfg, key)} is impossible: use a finite value above 0")
+    for key, (low, high, closed) in FRACTIONS.items():
+        value = float(_select(cfg, key))
+        if not (low <= value <= high) or (value == high and not closed):
+            bound = f"{high:g}" if closed else f"below {high:g}"
+            raise ConfigError(f"{key} = {_select(cfg, key)} is impossible: use a value from {low:g} to {bound}")
+    check_betas("train.optimizer.betas", cfg.train.optimizer.betas)
     check_micro_batch_sizes(cfg.train.micro_batch_sizes)
-    for key, value in _flat(cfg.sft.train, "train."):
-        least = MINIMUMS.get(key)
-        if least is not None and isinstance(value, (int, float)) and value < least:
-            raise ConfigError(f"sft.{key} = {value} is impossible: use {least} or more")
+    for language, weight in cfg.train.mixture.items():
+        if not (isinstance(weight, (int, float)) and math.isfinite(float(weight)) and float(weight) >= 0):
+            raise ConfigError(f"train.mixture.{language} = {weight}: a mixture weight must be a number of 0 or more")
+    if str(cfg.tokenizer.backend) == "sentencepiece" and not 0.98 <= float(cfg.tokenizer.character_coverage) <= 1:
+        raise ConfigError(f"tokenizer.character_coverage = {cfg.tokenizer.character_coverage}: SentencePiece takes "
+                          "0.98 to 1.0 (0.9995 is its default for CJK text)")
+    for section in ("sft", "dpo"):  # their train sections override train.* for that stage
+        for key, value in _flat(cfg[section].train, "train."):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            least = MINIMUMS.get(key)
+            if least is not None and value < least:
+                raise ConfigError(f"{section}.{key} = {value} is impossible: use {least} or more")
+            if key in POSITIVE_FLOATS and not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{section}.{key} = {value} is impossible: use a finite value above 0")
+
+
+def check_betas(key: str, betas: Any) -> None:
+    """AdamW's (beta1, beta2): two numbers from 0 to below 1."""
+    values = list(betas) if isinstance(betas, (list, tuple, ListConfig)) else [betas]
+    if len(values) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                   for b in values):
+        raise ConfigError(f"{key} = {values}: give two numbers from 0 to below 1, e.g. [0.9, 0.95]")
 
 
 def check_micro_batch_sizes(sizes: Any) -> None:
@@ -120,9 +173,71 @@ def check_attention(hardware: Any) -> None:
                           f"({hardware.name}) runs on CPU: use hardware.attention=sdpa")
 
 
+def check_stages(stages: Any) -> None:
+    """run.stages: stage names (which ones exist is checked where they run, with the list of names)."""
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, str):
+            raise ConfigError(f"run.stages[{index}] = {stage}: list stage names, e.g. run.stages=[clean,tokenizer,pack]")
+
+
+# DeepSpeed keys triglot derives from its own settings: a train.deepspeed value for one would disagree with them.
+DEEPSPEED_DERIVED = {"train_batch_size": "train.global_batch_size",
+                     "train_micro_batch_size_per_gpu": "train.micro_batch_size",
+                     "gradient_accumulation_steps": "train.global_batch_size and train.micro_batch_size",
+                     "gradient_clipping": "train.optimizer.grad_clip"}
+# DeepSpeed config sections that are mappings (top level, and inside zero_optimization).
+DEEPSPEED_SECTIONS = {"zero_optimization", "optimizer", "scheduler", "fp16", "bf16", "amp", "activation_checkpointing",
+                      "flops_profiler", "comms_logger", "data_types", "aio", "tensorboard", "wandb", "csv_monitor",
+                      "compile", "checkpoint", "elasticity", "autotuning",
+                      "zero_optimization.offload_optimizer", "zero_optimization.offload_param"}
+
+
+def check_deepspeed(overrides: Any, prefix: str = "") -> None:
+    """train.deepspeed: no key triglot derives, and a mapping wherever DeepSpeed reads one."""
+    for key, value in overrides.items():
+        name = f"{prefix}{key}"
+        if name in DEEPSPEED_DERIVED:
+            raise ConfigError(f"train.deepspeed.{name}: triglot sets {key} from {DEEPSPEED_DERIVED[name]}; set that "
+                              "instead")
+        if name in DEEPSPEED_SECTIONS:
+            if not hasattr(value, "items") or isinstance(value, str):
+                raise ConfigError(f"train.deepspeed.{name} = {value!r}: DeepSpeed reads a mapping here "
+                                  f"(e.g. {key}: {{...}})")
+            check_deepspeed(value, f"{name}.")
+
+
+OUTPUT_KEYS = ("run.dir", "data.output_dir", "tokenizer.output_dir", "pack.output_dir", "eval.output_dir",
+               "train.checkpoint.dir")
+
+
+def check_output_paths(cfg: Any) -> None:
+    """Output folders that can never be made: a name too long for a file system, or one below a regular file.
+
+    Only what holds on any machine is checked here (the folder may not exist yet, or exist only on the
+    cluster's nodes); a folder the stage then cannot write is reported by the command as a user error.
+    """
+    for key in OUTPUT_KEYS:
+        text = str(_select(cfg, key) or "")
+        if not text:
+            continue
+        path = Path(text)
+        long = next((part for part in path.parts if len(part.encode("utf-8")) > 255), None)
+        if long is not None:
+            raise ConfigError(f"{key} = {text[:80]!r}...: the folder name {long[:40]!r}... is longer than the 255 "
+                              "bytes a file system allows; choose a shorter name")
+        for parent in (path, *path.parents):
+            if parent.exists() or parent.is_symlink():
+                if not parent.is_dir():
+                    raise ConfigError(f"{key} = {text!r}: {parent} is a file, not a folder; choose another path")
+                break
+
+
 def check_config(cfg: Any) -> None:
     """Every check above; `compose` calls it, so no stage sees a config that fails one."""
     check_name("hardware.name", cfg.hardware.name)
     check_name("hardware.comm_backend", cfg.hardware.comm_backend, pattern=BACKEND)
     check_attention(cfg.hardware)
+    check_stages(cfg.run.stages)
+    check_deepspeed(cfg.train.deepspeed)
+    check_output_paths(cfg)
     check_numbers(cfg)

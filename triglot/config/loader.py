@@ -44,13 +44,31 @@ def _read_yaml(path: Path) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a YAML config file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the config as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    if _recursive(data):
+        raise ConfigError(f"{path}: a YAML alias refers to itself (&name ... *name inside it); write the value out")
     return data
+
+
+def _recursive(node: Any, seen: tuple[int, ...] = ()) -> bool:
+    """Whether a loaded YAML tree contains itself (an anchor used inside its own value)."""
+    if isinstance(node, (dict, list)):
+        if id(node) in seen:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        return any(_recursive(child, (*seen, id(node))) for child in children)
+    return False
 
 
 def group_options(root: Path, group: str) -> list[str]:
@@ -128,8 +146,30 @@ def expected_type(full_key: str) -> str:
     return name
 
 
-def _friendly(err: OmegaConfBaseException, where: str) -> ConfigError:
+def _section_replaced(base: Any, layer: Any, prefix: str = "") -> tuple[str, Any] | None:
+    """The first key where `layer` puts a plain value or a list in place of a section of `base`."""
+    if not (isinstance(layer, dict) and isinstance(base, DictConfig)):
+        return None
+    for key, value in layer.items():
+        if key not in base:
+            continue
+        node = base._get_node(key)
+        if OmegaConf.is_dict(node):
+            if not isinstance(value, dict):
+                return f"{prefix}{key}", value
+            found = _section_replaced(node, value, f"{prefix}{key}.")
+            if found:
+                return found
+    return None
+
+
+def _friendly(err: OmegaConfBaseException, where: str, layer: Any = None, base: Any = None) -> ConfigError:
     full_key = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
+    found = None if full_key else _section_replaced(base, layer)
+    if found:  # a whole section replaced by a plain value or a list
+        key, value = found
+        return ConfigError(f"config key '{key}' ({where}) is {value!r}; it must be a mapping of settings "
+                           f"(e.g. {key.rsplit('.', 1)[-1]}: {{...}})")
     if isinstance(err, ConfigKeyError) or "not in" in str(err):
         near = nearest_key(full_key)
         hint = f"; did you mean '{near}'?" if near else ""
@@ -146,7 +186,28 @@ def _merge(base: DictConfig, layer: Any, where: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, layer)
     except OmegaConfBaseException as err:
-        raise _friendly(err, where) from None
+        raise _friendly(err, where, layer, base) from None
+    except TypeError:  # a list where the schema has a mapping, or the reverse
+        raise ConfigError(f"{_shape_mismatch(base, layer)} ({where})") from None
+
+
+def _shape_mismatch(base: Any, layer: Any, prefix: str = "") -> str:
+    """Where `layer` puts a list in place of a mapping (or the reverse), as a sentence naming the key."""
+    if isinstance(layer, dict) and isinstance(base, DictConfig):
+        for key, value in layer.items():
+            if key not in base:
+                continue
+            target = base._get_node(key)
+            full = f"{prefix}{key}"
+            if isinstance(value, (dict, list)) and OmegaConf.is_config(target):
+                if isinstance(value, dict) != OmegaConf.is_dict(target):
+                    want = "a mapping" if OmegaConf.is_dict(target) else "a list"
+                    got = "a mapping" if isinstance(value, dict) else "a list"
+                    return f"config key '{full}' is {got}; it must be {want}"
+                found = _shape_mismatch(target, value, full + ".")
+                if found:
+                    return found
+    return f"config key '{prefix.rstrip('.') or '?'}' has a list where a mapping goes, or the reverse"
 
 
 def _apply_overrides(cfg: DictConfig, dotted: list[str]) -> DictConfig:
@@ -155,7 +216,11 @@ def _apply_overrides(cfg: DictConfig, dotted: list[str]) -> DictConfig:
     plain = [item for item in dotted if item not in by_index]
     try:
         if plain:
-            cfg = _merge(cfg, OmegaConf.from_dotlist(plain), "command line")
+            try:
+                layer = OmegaConf.from_dotlist(plain)
+            except OmegaConfBaseException as err:
+                raise ConfigError(f"cannot parse overrides {plain}: {str(err).splitlines()[0]}") from None
+            cfg = _merge(cfg, OmegaConf.to_container(layer), "command line")
         for item in by_index:
             key, value = item.split("=", 1)
             if OmegaConf.select(cfg, key.rsplit(".", 1)[0]) is None:
@@ -164,6 +229,9 @@ def _apply_overrides(cfg: DictConfig, dotted: list[str]) -> DictConfig:
                 OmegaConf.update(cfg, key, yaml.safe_load(value), merge=True)
             except OmegaConfBaseException as err:
                 raise _friendly(err, "command line") from None
+            except TypeError:
+                raise ConfigError(f"config key '{key}' (command line): {value!r} does not fit there (a list "
+                                  "where a mapping goes, or the reverse)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"cannot parse overrides {dotted}: {str(err).splitlines()[0]} "
                           "(quote values for the shell, e.g. run.name='\"my run\"')") from None
@@ -175,7 +243,7 @@ def compose(experiment: dict, overrides: Sequence[str] = (), root: Path | None =
     """Compose a config from an experiment mapping; see the module docstring for the order."""
     root = root or find_config_root()
     experiment = dict(experiment)
-    selections: dict[str, str] = dict(experiment.pop("defaults", None) or {})
+    selections = _defaults(experiment.pop("defaults", None), source)
     for group in CONFIG_GROUPS:
         if isinstance(experiment.get(group), str):
             selections[group] = experiment.pop(group)
@@ -201,8 +269,36 @@ def compose(experiment: dict, overrides: Sequence[str] = (), root: Path | None =
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve interpolation: {str(err).splitlines()[0]}") from None
+    try:
+        OmegaConf.to_container(cfg, throw_on_missing=True)
+    except OmegaConfBaseException as err:  # a required key left out, e.g. a data source without its name
+        key = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "?")
+        raise ConfigError(f"config key '{key}' ({source}) is required and has no value; set it") from None
     check_config(cfg)
     return cfg
+
+
+def _defaults(value: Any, source: str) -> dict[str, str]:
+    """The `defaults:` mapping of group selections, checked: {model: tiny, hardware: cpu}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"defaults ({source}) is {value!r}; write it as a mapping of group to file, e.g. "
+                          "defaults: {model: tiny, hardware: cpu}")
+    for group, name in value.items():
+        if group not in CONFIG_GROUPS:
+            near = difflib.get_close_matches(str(group), list(CONFIG_GROUPS), n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"defaults.{group} ({source}) is not a config group{hint} Groups: "
+                              f"{', '.join(CONFIG_GROUPS)}")
+        if not isinstance(name, str):
+            raise ConfigError(f"defaults.{group} ({source}) is {name!r}; name a file of configs/{group}/, e.g. "
+                              f"{group}: {(group_default_example(group))}")
+    return {str(k): v for k, v in value.items()}
+
+
+def group_default_example(group: str) -> str:
+    return {"model": "tiny", "hardware": "cpu"}.get(group, "<name>")
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> DictConfig:
