@@ -29,11 +29,13 @@ from triglot.data_pipeline.worker import WorkUnit, plan_units, process_unit
 from triglot.config import config_hash
 from triglot.config.data import LANGUAGES, SOURCE_KINDS, Thresholds
 from triglot.errors import ConfigError, InputError
-from triglot.manifest import StageManifest
-from triglot.paths import stage_dir
+from triglot.manifest import MANIFEST, StageManifest
+from triglot.paths import fsync_path, stage_dir
 
 log = logging.getLogger(__name__)
 PII_TYPES = ("email", "ip", "phone_hk", "phone_cn", "hkid", "cn_id", "card")
+# What marks a clean folder complete, the manifest first: a merge removes them before it rewrites any part.
+COMPLETION_MARKERS = (MANIFEST, "report.json", "report.md")
 
 
 def data_options(cfg: Any) -> Any:
@@ -73,15 +75,36 @@ def validate(data: Any) -> None:
 
 
 def resolve_sources(data: Any) -> list[tuple[Any, list[Path]]]:
-    """Each source with its files (globs expanded, sorted); a source matching nothing is an InputError."""
+    """Each source with its files (globs expanded, sorted, each real file once however many links or
+    `**` paths reach it); a source matching no readable file is an InputError. A match that is not a
+    readable regular file (a dangling link, a link loop) stays in the list, so that its unit counts it
+    as `cannot_open` with its path."""
     resolved = []
     for spec in data.sources:
-        files = sorted({Path(p) for pattern in spec.paths for p in glob.glob(pattern, recursive=True)
-                        if Path(p).is_file()})
+        files, broken, seen, repeats = [], [], set(), 0
+        for name in sorted({p for pattern in spec.paths for p in glob.glob(pattern, recursive=True)}):
+            path = Path(name)
+            try:
+                real = path.resolve()  # a dangling link resolves to its missing target
+            except (OSError, RuntimeError):  # a link loop: named by its resolved folder
+                real = path.parent.resolve() / path.name
+            if real in seen or path.is_dir():
+                repeats += real in seen
+                continue
+            seen.add(real)
+            (files if path.is_file() else broken).append(path)
         if not files:
+            found = f"; only broken links or special files: {[str(p) for p in broken[:5]]}" if broken else ""
             raise InputError(f"data source '{spec.name}': no file matches {list(spec.paths)} "
-                             f"(relative to {Path.cwd()}); fix data.sources[].paths")
-        resolved.append((spec, files))
+                             f"(relative to {Path.cwd()}){found}; fix data.sources[].paths")
+        if repeats:
+            log.warning("clean: source %s: %d matched paths are links or `**` paths to files already listed; "
+                        "each file is read once", spec.name, repeats)
+        if broken:
+            log.warning("clean: source %s: %d matched paths are not readable files (dangling links, link loops, "
+                        "special files), counted as cannot_open: %s", spec.name, len(broken),
+                        ", ".join(map(str, broken[:5])))
+        resolved.append((spec, sorted(files + broken)))
     return resolved
 
 
@@ -193,6 +216,7 @@ def _merge(cfg: Any, data: Any, out_dir: Path, units: list[WorkUnit], units_dir:
     for stale in (out_dir / "_work").glob("*"):
         if stale != units_dir.parent and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)  # units of an older config or pipeline version
+    _withdraw_completion(out_dir)
     parts, kept = merge_units([units_dir / f"{u.uid}.parquet" for u in units], out_dir, data, stats)
     report = build_report(stats, kept, time.time() - started, workers)
     report_files = write_report(out_dir, report)
@@ -202,3 +226,11 @@ def _merge(cfg: Any, data: Any, out_dir: Path, units: list[WorkUnit], units_dir:
     log.info("clean: kept %d of %d documents -> %s", kept["docs"], stats.docs_in, out_dir)
     return manifest.write(outputs=[*parts, *report_files], counts=counts, languages=languages,
                           parts=[p.name for p in parts])
+
+
+def _withdraw_completion(out_dir: Path) -> None:
+    """Remove the manifest and reports before the parts are replaced, so a merge that dies midway leaves
+    a folder the tokenizer and pack refuse, not an old manifest over new parts."""
+    for name in COMPLETION_MARKERS:
+        (out_dir / name).unlink(missing_ok=True)
+    fsync_path(out_dir)

@@ -1,6 +1,9 @@
 """Global step after all units are done: exact and near-duplicate removal across the whole run, then
 the final part-*.parquet shards, streamed unit by unit so memory holds only keys, not text.
 
+The parts are written aside in `_merging/` and renamed into place only when every one is closed and on
+disk; the caller has withdrawn the old manifest first and writes the new one last.
+
 The dedup itself runs in data.dedup.partitions key buckets (dedup_partitions.py); `load_keys` with
 dedup.duplicate_masks is the same dedup in one process, kept as the reference it is checked against.
 """
@@ -8,6 +11,8 @@ dedup.duplicate_masks is the same dedup in one process, kept as the reference it
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +22,12 @@ from tqdm import tqdm
 from triglot.data_pipeline.dedup_partitions import DropLists, band_matrix, dedup_plan, run_partitions
 from triglot.data_pipeline.stats import CleanStats
 
+from triglot.paths import fsync_path
+
 log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ["id", "text", "language", "source", "orig_hash", "paragraph_languages"]
+# Where a merge writes its parts before they take their final names; a leftover one means a merge died.
+MERGING = "_merging"
 
 
 def load_keys(unit_files: list[Path], bands: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
@@ -62,6 +71,17 @@ class PartWriter:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+            fsync_path(self.paths[-1])
+
+
+def publish_parts(written: list[Path], out_dir: Path) -> list[Path]:
+    """Give the finished parts written aside their final names in `out_dir`."""
+    final = []
+    for path in written:
+        os.replace(path, out_dir / path.name)
+        final.append(out_dir / path.name)
+    fsync_path(out_dir)
+    return final
 
 
 def merge_units(unit_files: list[Path], out_dir: Path, cfg, stats: CleanStats) -> tuple[list[Path], dict]:
@@ -73,26 +93,36 @@ def merge_units(unit_files: list[Path], out_dir: Path, cfg, stats: CleanStats) -
     plan = dedup_plan(unit_files, cfg.dedup)
     run_partitions(plan)
     exact_drops, near_drops = DropLists(plan, "exact"), DropLists(plan, "near")
+    # The old parts went unread when their manifest was withdrawn; their space is needed now.
     for old in out_dir.glob("part-*.parquet"):
         old.unlink()
-    writer = PartWriter(out_dir, cfg.rows_per_part)
+    aside = out_dir / MERGING
+    shutil.rmtree(aside, ignore_errors=True)  # what a merge that died left
+    aside.mkdir(parents=True)
+    writer = PartWriter(aside, cfg.rows_per_part)
     kept = {"by_source": {}, "by_language": {}, "docs": 0, "chars": 0}
     removed = {"exact": 0, "near": 0}
-    for unit, path in enumerate(tqdm(unit_files, desc="write shards", unit="unit", leave=False)):
-        table = pq.read_table(path)
-        ex = exact_drops.unit_mask(unit, table.num_rows)
-        nd = near_drops.unit_mask(unit, table.num_rows)
-        removed["exact"] += int(ex.sum())
-        removed["near"] += int((nd & ~ex).sum())
-        _count_removed(table, ex, "dedup_exact", stats)
-        _count_removed(table, nd & ~ex, "dedup_near", stats)
-        table = table.filter(pa.array(~(ex | nd)))
-        _count_kept(table, kept)
-        writer.write(table.select(OUTPUT_COLUMNS))
-    writer.close()
+    try:
+        for unit, path in enumerate(tqdm(unit_files, desc="write shards", unit="unit", leave=False)):
+            table = pq.read_table(path)
+            ex = exact_drops.unit_mask(unit, table.num_rows)
+            nd = near_drops.unit_mask(unit, table.num_rows)
+            removed["exact"] += int(ex.sum())
+            removed["near"] += int((nd & ~ex).sum())
+            _count_removed(table, ex, "dedup_exact", stats)
+            _count_removed(table, nd & ~ex, "dedup_near", stats)
+            table = table.filter(pa.array(~(ex | nd)))
+            _count_kept(table, kept)
+            writer.write(table.select(OUTPUT_COLUMNS))
+        writer.close()
+    except BaseException:
+        shutil.rmtree(aside, ignore_errors=True)  # a full disk gets its space back
+        raise
     log.info("dedup over %d units in %d partitions: %d exact, %d near duplicates", len(unit_files),
              plan.partitions, removed["exact"], removed["near"])
-    return writer.paths, kept
+    parts = publish_parts(writer.paths, out_dir)
+    shutil.rmtree(aside)
+    return parts, kept
 
 
 def _count_removed(table: pa.Table, mask: np.ndarray, reason: str, stats: CleanStats) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +26,9 @@ from triglot.data_pipeline.readers import read_records, splits_by_bytes
 from triglot.data_pipeline.stats import CleanStats
 
 from triglot.config.data import SENTENCE_FILTERS
+from triglot.errors import TriglotError
+
+log = logging.getLogger(__name__)
 
 UNIT_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("language", pa.string()), ("source", pa.string()),
@@ -81,14 +85,17 @@ def plan_units(files_by_source: list[tuple[Any, list[Path]]], unit_bytes: int, c
     for index, (spec, files) in enumerate(files_by_source):
         planned = []
         for path in files:
-            stat = path.stat()
-            split = _split(spec, path)
-            parts = max(1, math.ceil(stat.st_size / unit_bytes)) if split != "none" else 1
-            planned += [(str(path), ordinal, k, parts, split, stat) for k in range(parts)]
+            try:
+                stat = path.stat()
+                size, mtime_ns, split = stat.st_size, stat.st_mtime_ns, _split(spec, path)
+            except OSError:  # a dangling link or a file gone since the glob: one unit reports cannot_open
+                size, mtime_ns, split = 0, 0, "none"
+            parts = max(1, math.ceil(size / unit_bytes)) if split != "none" else 1
+            planned += [(str(path), ordinal, k, parts, split, size, mtime_ns) for k in range(parts)]
             ordinal += 1
         per_unit = math.ceil(cap / len(planned)) if cap and planned else 0
-        units += [WorkUnit(index, spec.name, f, fi, k, n, sp, st.st_size, st.st_mtime_ns, per_unit)
-                  for f, fi, k, n, sp, st in planned]
+        units += [WorkUnit(index, spec.name, f, fi, k, n, sp, size, mtime_ns, per_unit)
+                  for f, fi, k, n, sp, size, mtime_ns in planned]
     return units
 
 
@@ -182,7 +189,14 @@ def process_unit(unit: WorkUnit, spec, cfg, units_dir: Path) -> dict:
             stats.bad_record(spec.name, unit.file, record.locator, record.error)
             continue
         stats.read(spec.name, len(record.text))
-        row = clean_document(record.text, doc_id, spec, cfg, stats)
+        try:
+            row = clean_document(record.text, doc_id, spec, cfg, stats)
+        except (MemoryError, TriglotError):
+            raise
+        except Exception as err:  # one document that breaks a step is counted, not the end of the run
+            log.warning("clean: %s failed with %s: %s", doc_id, type(err).__name__, err)
+            stats.remove(f"processing_error: {type(err).__name__}", spec.name, "unknown", doc_id, record.text)
+            continue
         if row is not None:
             seq = int(record.locator.split()[1]) if unit.split == "bytes" else index
             row["order"] = unit.file_index * ORDER_STRIDE + seq

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from triglot.tokenizer.sample import check_no_nulls, clean_files, reading
 
 from triglot.errors import ConfigError, InputError
 from triglot.manifest import MANIFEST, StageManifest
@@ -67,18 +68,21 @@ def plan_shards(files: list[Path], docs_per_shard: int) -> list[ShardTask]:
 
 
 def read_rows(path: str, start: int, stop: int, columns: list[str]) -> dict[str, list]:
-    """Rows [start, stop) of a parquet file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
-    groups, first, offset = [], None, 0
-    for g in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(g).num_rows
-        if offset + n > start and offset < stop:
-            groups.append(g)
-            first = offset if first is None else first
-        offset += n
-    if not groups:
-        return {c: [] for c in columns}
-    table = pf.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
+    """Rows [start, stop) of a parquet file, reading only the row groups that hold them; an unreadable
+    file or a null in the rows is an InputError naming the file (and the row)."""
+    with reading(Path(path)):
+        pf = pq.ParquetFile(path)
+        groups, first, offset = [], None, 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if offset + n > start and offset < stop:
+                groups.append(g)
+                first = offset if first is None else first
+            offset += n
+        if not groups:
+            return {c: [] for c in columns}
+        table = pf.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
+    check_no_nulls(path, table, start)
     return {c: table.column(c).to_pylist() for c in columns}
 
 
@@ -223,7 +227,6 @@ def _tokenizer_files(tok_dir: Path) -> list[Path]:
 def run_pack_stage(cfg: Any, force: bool = False) -> dict:
     """Pack the clean output with the run's tokenizer; skip when the manifest is current."""
     from triglot.tokenizer.hf_folder import special_ids, vocab_length
-    from triglot.tokenizer.sample import clean_files
 
     section = cfg.pack
     if section.docs_per_shard <= 0 or section.batch_size <= 0 or section.workers < 0:

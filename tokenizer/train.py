@@ -1,12 +1,14 @@
 """`triglot tokenizer train`: a tokenizer trained on a language-balanced sample of the cleaned data.
 
 Reads <run>/data/clean, writes a Hugging Face tokenizer folder (<run>/tokenizer), the fertility report
-for it and any comparison variants, and manifest.json last.
+for it and any comparison variants, and manifest.json last. Everything is written aside in `_training/`
+and moved into place when whole, tokenizer.json last: a folder without it is one `data pack` refuses.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -18,10 +20,11 @@ from triglot.tokenizer.fertility import fertility_report, write_fertility
 
 from triglot.config.tokenizer import BACKENDS, HAN_SPLITS, SP_MODEL_TYPES
 from triglot.errors import ConfigError
-from triglot.manifest import StageManifest
-from triglot.paths import stage_dir
+from triglot.manifest import MANIFEST, StageManifest
+from triglot.paths import fsync_path, stage_dir
 
 log = logging.getLogger(__name__)
+TRAINING = "_training"  # where a run writes before its files take their final names
 
 
 def validate(section: Any) -> None:
@@ -87,22 +90,49 @@ def run_tokenizer_stage(cfg: Any, force: bool = False) -> dict:
                          section.fertility_docs)
     log.info("training sample: %s", sample.summary()["taken_chars"])
     texts = sample.texts()
-    for stale in ("compare", "tokenizer.json", "tokenizer.model"):
-        path = out_dir / stale
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    main_name = f"{section.backend}-{section.vocab_size}"
-    trained = {main_name: train_one(texts, section, section, out_dir)}
-    outputs = [out_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
-                                     "tokenizer.model") if (out_dir / n).exists()]
-    for variant in section.compare:
-        folder = out_dir / "compare" / variant.name
-        trained[variant.name] = train_one(texts, section, variant, folder)
-        outputs.append(folder)
-    report = fertility_report(trained, sample.heldout)
-    outputs += write_fertility(report, out_dir)
+    _withdraw_completion(out_dir)
+    aside = out_dir / TRAINING
+    try:
+        main_name = f"{section.backend}-{section.vocab_size}"
+        trained = {main_name: train_one(texts, section, section, aside)}
+        for variant in section.compare:
+            trained[variant.name] = train_one(texts, section, variant, aside / "compare" / variant.name)
+        report = fertility_report(trained, sample.heldout)
+        write_fertility(report, aside)
+    except BaseException:
+        shutil.rmtree(aside, ignore_errors=True)  # a full disk gets its space back
+        raise
+    outputs = _publish(aside, out_dir)
     vocab = trained[main_name].get_vocab_size(with_added_tokens=True)
     counts = {"vocab_size": vocab, "sample_documents": len(texts), "sample_chars": sum(map(len, texts))}
     written = manifest.write(outputs=outputs, counts=counts, backend=section.backend, sample=sample.summary(),
                              fertility=report)
     log.info("tokenizer written to %s (vocab %d)", out_dir, vocab)
     return written
+
+
+def _withdraw_completion(out_dir: Path) -> None:
+    """The manifest marks the folder current and tokenizer.json makes it a tokenizer `data pack` reads:
+    remove both (and what a new run may not write again) before training, so a run that dies leaves
+    neither the old manifest nor a folder that packs."""
+    for name in (MANIFEST, "tokenizer.json", "tokenizer.model", "compare", TRAINING):
+        path = out_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    if out_dir.is_dir():
+        fsync_path(out_dir)
+
+
+def _publish(aside: Path, out_dir: Path) -> list[Path]:
+    """Move everything written in `aside` to `out_dir`, on disk first, tokenizer.json last; the moved paths."""
+    for path in aside.rglob("*"):
+        if path.is_file():
+            fsync_path(path)
+    names = sorted(p.name for p in aside.iterdir() if p.name != "tokenizer.json") + ["tokenizer.json"]
+    for name in names:
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(aside / name, target)
+    fsync_path(out_dir)
+    aside.rmdir()
+    return [out_dir / name for name in names]

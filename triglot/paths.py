@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,3 +25,12 @@ def stage_dir(cfg: Any, stage: str, override: str = "") -> Path:
     if override:
         return Path(override)
     return run_dir(cfg) / STAGE_DIRS[stage]
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a closed file (or a folder's entries) to disk, so a rename after it never names lost bytes."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -15,6 +15,7 @@ from triglot.tokenizer.pack import run_pack_stage
 from triglot.tokenizer.train import run_tokenizer_stage
 
 from tests.tokenizer.tokenizer_corpus import tokenizer_config
+from triglot.errors import InputError
 from triglot.packed import PackedDataset
 from triglot.paths import stage_dir
 
@@ -109,8 +110,6 @@ def test_70k_vocabulary_packs_uint32(clean_data, tmp_path):
 def test_crashed_repack_leaves_no_meta_and_training_refuses_the_folder(bpe_run, clean_data, tmp_path):
     from triglot.train.trainer import resolve_inputs
 
-    from triglot.errors import InputError
-
     rows = clean_data[1][:450]
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -123,12 +122,13 @@ def test_crashed_repack_leaves_no_meta_and_training_refuses_the_folder(bpe_run, 
     run_pack_stage(cfg)
     assert (out / "meta.json").is_file()
     first_done = (out / "shard-00000.done.json").stat().st_mtime_ns
-    # New input whose second shard cannot be encoded (a null text): the repack dies after shard 0.
+    # New input whose second shard cannot be encoded (a null text, which the file's statistics do not show,
+    # so the check before any work misses it and the shard's own check finds it): the repack dies after shard 0.
     texts = [r["text"] for r in rows]
     texts[250] = None
     table = pa.table({c: [r[c] for r in rows] for c in columns}).set_column(1, "text", pa.array(texts, pa.string()))
-    pq.write_table(table, part)
-    with pytest.raises(TypeError):
+    pq.write_table(table, part, write_statistics=False)
+    with pytest.raises(InputError, match=r"part-00000.parquet has a null text in row 250"):
         run_pack_stage(cfg)
     assert (out / "shard-00000.done.json").stat().st_mtime_ns > first_done  # a new shard next to old ones
     assert not (out / "meta.json").exists() and not (out / "manifest.json").exists()
@@ -186,13 +186,13 @@ def test_thread_and_process_workers_write_the_same_shards(bpe_run, clean_data, t
     clean = tmp_path / "broken"
     clean.mkdir()
     texts = [r["text"] for r in rows]
-    texts[250] = None  # the third shard cannot be encoded
+    texts[250] = None  # the third shard cannot be encoded (no statistics: only the shard's own check sees it)
     pq.write_table(pa.table({"id": [r["id"] for r in rows], "text": pa.array(texts, pa.string()),
                              "language": [r["language"] for r in rows], "source": [r["source"] for r in rows]}),
-                   clean / "part-00000.parquet")
+                   clean / "part-00000.parquet", write_statistics=False)
     for workers in (2, pack.THREAD_WORKERS + 1):
         cfg = tokenizer_config(tmp_path / f"b{workers}", clean, "pack.docs_per_shard=100",
                                f"pack.tokenizer_dir={stage_dir(bpe_run, 'tokenizer')}", f"pack.workers={workers}")
-        with pytest.raises(TypeError):
+        with pytest.raises(InputError, match="null text in row 250"):
             run_pack_stage(cfg)
         assert not (stage_dir(cfg, "pack") / "meta.json").exists()
