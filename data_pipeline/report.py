@@ -48,6 +48,20 @@ def filter_warnings(by_source: dict[str, dict]) -> list[str]:
     return lines
 
 
+def unreadable_warnings(by_source: dict[str, dict], reasons: dict[str, dict[str, int]]) -> list[str]:
+    """One line per source where most records could not be read: usually a setting, not the data."""
+    lines = []
+    for name, entry in by_source.items():
+        bad, total = entry["unreadable"], entry["docs_in"]
+        if total and bad > WARN_SHARE * total:
+            top = ", ".join(f"{reason} {count}" for reason, count in
+                            sorted(reasons.get(name, {}).items(), key=lambda x: -x[1])[:3])
+            hint = ("check its text_field (or text_fields)" if "missing_field" in reasons.get(name, {})
+                    else "check its format and files")
+            lines.append(f"source {name}: {bad} of {total} records could not be read ({top}); {hint}")
+    return lines
+
+
 def build_report(stats: CleanStats, kept: dict, seconds: float, workers: int) -> dict[str, Any]:
     removed_docs = sum(v["docs"] for v in stats.removed.values())
     unreadable = sum(stats.unreadable.values())
@@ -62,7 +76,7 @@ def build_report(stats: CleanStats, kept: dict, seconds: float, workers: int) ->
         out = kept["by_language"].get(name, {"docs": 0, "chars": 0})
         by_language[name] = {"docs_in": seen["docs"], "chars_in": seen["chars"], "docs_out": out["docs"],
                              "chars_out": out["chars"], "removed": dict(stats.removed_by_language.get(name, {}))}
-    warnings = filter_warnings(by_source)
+    warnings = unreadable_warnings(by_source, stats.unreadable_by_source) + filter_warnings(by_source)
     for line in warnings:
         log.warning("clean: %s", line)
     return {
@@ -75,6 +89,7 @@ def build_report(stats: CleanStats, kept: dict, seconds: float, workers: int) ->
         "by_language": by_language,
         "removed_by_reason": {k: dict(v) for k, v in sorted(stats.removed.items())},
         "unreadable_by_reason": dict(sorted(stats.unreadable.items())),
+        "unreadable_by_source": {k: dict(sorted(v.items())) for k, v in sorted(stats.unreadable_by_source.items())},
         "unreadable_records": stats.unreadable_events,
         "pii_replaced": dict(sorted(stats.pii.items())),
         "examples": {k: v for k, v in sorted(stats.examples.items())},

@@ -28,6 +28,7 @@ class CleanStats:
         self.removed_by_source: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.removed_by_language: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.unreadable: dict[str, int] = defaultdict(int)
+        self.unreadable_by_source: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.unreadable_events: list[dict[str, str]] = []
         self.pii: dict[str, int] = defaultdict(int)
         self.examples: dict[str, list[dict[str, str]]] = defaultdict(list)
@@ -47,6 +48,7 @@ class CleanStats:
         self.read(source, 0)
         self.by_source[source]["unreadable"] += 1
         self.unreadable[reason] += 1
+        self.unreadable_by_source[source][reason] += 1
         if len(self.unreadable_events) < MAX_EVENTS:
             self.unreadable_events.append({"source": source, "file": file, "where": locator, "reason": reason})
 
@@ -84,6 +86,7 @@ class CleanStats:
             "removed_by_source": {k: dict(v) for k, v in self.removed_by_source.items()},
             "removed_by_language": {k: dict(v) for k, v in self.removed_by_language.items()},
             "unreadable": dict(self.unreadable),
+            "unreadable_by_source": {k: dict(v) for k, v in self.unreadable_by_source.items()},
             "unreadable_events": self.unreadable_events,
             "pii": dict(self.pii),
             "examples": {k: list(v) for k, v in self.examples.items()},
@@ -108,6 +111,9 @@ class CleanStats:
                     target[name][reason] += value
         for reason, value in other["unreadable"].items():
             self.unreadable[reason] += value
+        for name, counts in other.get("unreadable_by_source", {}).items():  # absent in older unit files
+            for reason, value in counts.items():
+                self.unreadable_by_source[name][reason] += value
         room = MAX_EVENTS * 5 - len(self.unreadable_events)
         self.unreadable_events.extend(other["unreadable_events"][:max(room, 0)])
         for kind, value in other["pii"].items():

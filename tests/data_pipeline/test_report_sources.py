@@ -53,3 +53,15 @@ def test_source_filters_override_and_unknown_setting(tmp_path, shared_data):
     assert report["by_source"]["commonvoice"]["removed"].get("too_short", 0) == 0
     with pytest.raises(ConfigError, match=r"filters has unknown setting\(s\) \['min_char'\]"):
         run_clean_stage(clean_config(tmp_path / "bad", _sources(corpora, filters={"min_char": 2})))
+
+
+def test_a_source_whose_records_cannot_be_read_is_named_in_a_warning(tmp_path, shared_data):
+    """A text_field no record has leaves every record unreadable: the report says which source and why."""
+    drcd = shared_data / "corpora" / "zh_hant" / "zh_hant_drcd"
+    sources = [{"name": "drcd", "paths": [str(next(drcd.glob("*.jsonl")))], "format": "jsonl",
+                "text_field": "body"}]
+    run_clean_stage(clean_config(tmp_path / "run", sources, max_docs_per_source=50))
+    _, report = read_output(tmp_path / "run")
+    assert report["unreadable_by_source"]["drcd"] == {"missing_field": 50}
+    [warning] = [w for w in report["warnings"] if w.startswith("source drcd:")]
+    assert "50 of 50 records could not be read (missing_field 50)" in warning and "text_field" in warning
