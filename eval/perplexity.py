@@ -12,29 +12,62 @@ from pathlib import Path
 from typing import Any
 
 from triglot.eval.scoring import Row, Target
+from triglot.eval.suites import CSV_FIELD_LIMIT, first_bad_utf8
 
 from triglot.errors import InputError
 
 
 def read_heldout(item: Any) -> str:
-    """The text of one eval.heldout entry (.txt whole, .jsonl/.csv joined records)."""
+    """The text of one eval.heldout entry (.txt whole, .jsonl/.csv joined records); a file that is missing,
+    not UTF-8 or not JSON a line is an InputError naming eval.heldout, the file and the line."""
     path = Path(item.path)
+    if path.is_dir():
+        raise InputError(f"eval.heldout: {path} (language {item.language}) is a directory; give a .txt, .jsonl or "
+                         f".csv file")
     if not path.is_file():
         raise InputError(f"eval.heldout: file {path} (language {item.language}) does not exist")
-    if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as fh:
-            texts = [json.loads(line).get(item.field, "") for line in fh if line.strip()]
-    elif path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if item.field not in (reader.fieldnames or []):
-                raise InputError(f"eval.heldout: {path} has no column '{item.field}' (set field to one of "
-                                 f"{reader.fieldnames})")
-            texts = [row[item.field] or "" for row in reader]
-    else:
-        texts = [path.read_text(encoding="utf-8")]
+    try:
+        texts = _heldout_texts(path, item.field)
+    except UnicodeDecodeError:
+        line, byte = first_bad_utf8(path)
+        raise InputError(f"eval.heldout: {path}:{line}: not UTF-8 text (byte {byte}); save the file as "
+                         f"UTF-8") from None
     text = "\n\n".join(t for t in texts if t)
     return text[: item.max_chars] if item.max_chars > 0 else text
+
+
+def _heldout_texts(path: Path, field: str) -> list[str]:
+    if path.suffix == ".jsonl":
+        texts = []
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    raise InputError(f"eval.heldout: {path}:{n}: not JSON; a .jsonl file holds one JSON object "
+                                     f"a line") from None
+                if not isinstance(record, dict):
+                    raise InputError(f"eval.heldout: {path}:{n}: not a JSON object (with the text under "
+                                     f"'{field}')")
+                value = record.get(field) or ""
+                if not isinstance(value, str):
+                    raise InputError(f"eval.heldout: {path}:{n}: '{field}' is not text, got {value!r:.40}")
+                texts.append(value)
+        return texts
+    if path.suffix == ".csv":
+        csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if field not in (reader.fieldnames or []):
+                raise InputError(f"eval.heldout: {path} has no column '{field}' (set field to one of "
+                                 f"{reader.fieldnames})")
+            try:
+                return [row[field] or "" for row in reader]
+            except csv.Error as err:
+                raise InputError(f"eval.heldout: {path}:{reader.line_num}: not readable as CSV ({err})") from None
+    return [path.read_text(encoding="utf-8")]
 
 
 def heldout_rows(tokenizer: Any, heldout: list[Any], max_length: int, first_owner: int

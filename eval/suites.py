@@ -32,6 +32,7 @@ KEYS = {"name", "description", "language", "script", "default", "folder", "files
         "answer_format", "letters", "no_answers", "default_split", "fewshot_split", "subject_names", "categories",
         "templates", "derive", "kind", "generation"}
 FIELD_KEYS = {"id", "question", "choices", "answer", "passage", "subject"}
+CSV_FIELD_LIMIT = 16 * 2**20  # characters in one CSV field: far above any question or passage; Python's is 128 KiB
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,11 @@ def suite_file(name: str, dirs: list[Path]) -> Path:
 
 
 def read_spec(path: Path) -> dict:
+    """The suite file's keys, with the types every kind of suite reads checked (a ConfigError names the key)."""
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the suite file as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
     if not isinstance(spec, dict):
@@ -116,6 +120,13 @@ def read_spec(path: Path) -> dict:
     if unknown:
         near = difflib.get_close_matches(unknown[0], sorted(KEYS), n=1)
         raise ConfigError(f"{path}: unknown key '{unknown[0]}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+    if "header" in spec and not isinstance(spec["header"], bool):
+        raise ConfigError(f"{path}: 'header' must be true or false, got {spec['header']!r}")
+    for key, example in (("letters", "[A, B, C, D]"), ("no_answers", "[test]")):
+        value = spec.get(key)
+        if value is not None and not (isinstance(value, list) and value
+                                      and all(isinstance(v, str) and v for v in value)):
+            raise ConfigError(f"{path}: '{key}' must be a list of names, e.g. {key}: {example}; got {value!r}")
     return spec
 
 
@@ -157,10 +168,6 @@ class Suite:
             if getattr(self, key) not in self.files:
                 raise ConfigError(f"{path}: {key} '{getattr(self, key)}' has no entry in 'files' "
                                   f"({', '.join(self.files)})")
-        for split, pattern in self.files.items():
-            if not isinstance(pattern, str):
-                raise ConfigError(f"{path}: files.{split} must be a path pattern below the suite's folder, "
-                                  f"with {{subject}} where the file name gives the subject")
         templates = _need(spec, path, "templates", dict)
         if template not in templates:
             raise ConfigError(f"{path}: no template '{template}' (eval.template); this suite has "
@@ -181,6 +188,11 @@ class Suite:
         self.root = Path(folder) if Path(folder).is_absolute() else Path(benchmarks_dir) / folder
         self.benchmarks_dir = Path(benchmarks_dir)
         self.files: dict[str, str] = _need(spec, path, "files", dict)
+        for split, pattern in self.files.items():
+            if not isinstance(pattern, str) or not pattern or Path(pattern).is_absolute():
+                raise ConfigError(f"{path}: files.{split} must be a path pattern below the suite's folder "
+                                  f"('folder' gives the absolute part), with {{subject}} where the file name gives "
+                                  f"the subject; got {pattern!r}")
 
     def path(self, subject: str, split: str) -> Path:
         return self.root / self.files[split].replace("{subject}", subject)
@@ -362,7 +374,15 @@ class Suite:
         return questions
 
     def read_rows(self, path: Path, split: str) -> Iterator[tuple[int, Any, int]]:
-        """(line, row, expected width) per row: a list of cells (csv) or a mapping (json, jsonl, parquet)."""
+        """(line, row, expected width) per row: a list of cells (csv) or a mapping (json, jsonl, parquet).
+        A file that is not UTF-8 text is an InputError naming its first bad line."""
+        try:
+            yield from self._rows_of_format(path, split)
+        except UnicodeDecodeError:
+            line, byte = first_bad_utf8(path)
+            raise InputError(f"{path}:{line}: not UTF-8 text (byte {byte}); save the benchmark file as UTF-8") from None
+
+    def _rows_of_format(self, path: Path, split: str) -> Iterator[tuple[int, Any, int]]:
         if self.format == "csv":
             yield from self._csv_rows(path, split)
         elif self.format == "jsonl":
@@ -392,28 +412,47 @@ class Suite:
             return None
 
     def _csv_rows(self, path: Path, split: str) -> Iterator[tuple[int, Any, int]]:
-        positions = [v for v in self._refs(split) if isinstance(v, int)]
-        width = max(positions) + 1 if positions else 0
+        """The rows of one CSV file; a field over CSV_FIELD_LIMIT characters, or a file with no row, is an
+        InputError naming the file."""
+        csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+        rows = 0
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
-            line = reader.line_num + 1
-            header = None
-            for row in reader:
-                start, line = line, reader.line_num + 1
-                if self.header and header is None:
-                    header = row
-                    self._check_header(header, path, split)
+            try:
+                for row in self._csv_cells(reader, path, split):
+                    rows += 1
+                    yield row
+            except csv.Error as err:
+                if "field larger than field limit" in str(err):
+                    raise InputError(f"{path}:{reader.line_num}: a field is longer than {csv.field_size_limit():,} "
+                                     f"characters (an unclosed quote?); check that the file is the benchmark's "
+                                     f"CSV") from None
+                raise InputError(f"{path}:{reader.line_num}: not readable as CSV ({err})") from None
+        if not rows:
+            raise InputError(f"{self.file}: {path} has no rows" + (" below its header" if reader.line_num else "")
+                             + "; put the benchmark's questions in it or remove the file")
+
+    def _csv_cells(self, reader: Any, path: Path, split: str) -> Iterator[tuple[int, Any, int]]:
+        positions = [v for v in self._refs(split) if isinstance(v, int)]
+        width = max(positions) + 1 if positions else 0
+        line = reader.line_num + 1
+        header = None
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if self.header and header is None:
+                header = row
+                self._check_header(header, path, split)
+                continue
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            if header is not None:
+                if len(row) != len(header):
+                    yield start, f"{len(row)} columns, expected {len(header)}", 0
                     continue
-                if not any(cell.strip() for cell in row):
-                    continue  # blank line
-                if header is not None:
-                    if len(row) != len(header):
-                        yield start, f"{len(row)} columns, expected {len(header)}", 0
-                        continue
-                    yield start, dict(zip(header, row, strict=True)) | dict(enumerate(row)), 0
-                else:
-                    yield start, (dict(enumerate(row)) if len(row) == width else
-                                  f"{len(row)} columns, expected {width}"), 0
+                yield start, dict(zip(header, row, strict=True)) | dict(enumerate(row)), 0
+            else:
+                yield start, (dict(enumerate(row)) if len(row) == width else
+                              f"{len(row)} columns, expected {width}"), 0
 
     def _refs(self, split: str) -> list[Any]:
         """Every column the fields name (the answer only where the split has answers)."""
@@ -485,6 +524,16 @@ class Suite:
         if answer not in letters:
             return (f"answer '{raw}' is not one of {', '.join(letters)}" if answer else "missing answer",)
         return answer
+
+
+def first_bad_utf8(path: Path) -> tuple[int, int]:
+    """(line, byte offset) of the first byte of path that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return data.count(b"\n", 0, err.start) + 1, err.start
+    return 1, 0
 
 
 def builtin_suites() -> dict[str, Path]:

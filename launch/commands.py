@@ -17,6 +17,14 @@ LAUNCHABLE = ("clean", "tokenizer", "pack", "train", "sft", "eval", "all")
 def _launch_local(args: argparse.Namespace) -> int:
     from triglot.launch.local import launch_local
 
+    from triglot.errors import ConfigError
+
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc is {args.nproc}; it must be 1 or more (leave it out to use run.nproc_per_node)")
+    if args.nnodes < 1:
+        raise ConfigError(f"--nnodes is {args.nnodes}; it must be 1 or more")
+    if not 0 <= args.node_rank < args.nnodes:
+        raise ConfigError(f"--node-rank is {args.node_rank}; it must be from 0 to --nnodes - 1 ({args.nnodes - 1})")
     cfg = config_from_args(args)
     return launch_local(cfg, args.stage, args.nproc or int(cfg.run.nproc_per_node), args.nnodes, args.node_rank,
                         args.master_addr, args.master_port, force=args.force, dry_run=args.dry_run)
@@ -106,7 +114,7 @@ def add_commands(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     local = kinds.add_parser("local", help="run a distributed stage under torchrun on this machine")
     local.add_argument("stage", choices=("train", "sft", "eval"))
     add_config_args(local)
-    local.add_argument("--nproc", type=int, default=0, help="processes on this node (default run.nproc_per_node)")
+    local.add_argument("--nproc", type=int, default=None, help="processes on this node (default run.nproc_per_node)")
     local.add_argument("--nnodes", type=int, default=1, help="launchers taking part (one per node)")
     local.add_argument("--node-rank", type=int, default=0, help="this launcher's rank among --nnodes")
     local.add_argument("--master-addr", default="127.0.0.1", help="host of node rank 0")

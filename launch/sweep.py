@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import random
 import re
 import shlex
@@ -38,13 +39,27 @@ log = logging.getLogger(__name__)
 
 
 def load_sweep(path: Path) -> Any:
+    """The sweep file, checked: a ConfigError names the file and the key (parameters.<key>, runs[i]) to fix."""
     body = _read_yaml(path)
+    if not isinstance(body.get("parameters", {}), dict):
+        raise ConfigError(f"{path}: parameters must be a mapping of dotted key -> values (e.g. train.lr: [0.001, "
+                          f"0.003]), got {type(body['parameters']).__name__}")
+    runs = body.get("runs", [])
+    if not isinstance(runs, list):
+        raise ConfigError(f"{path}: runs must be a list of mappings of dotted key -> value (e.g. - {{train.lr: "
+                          f"0.001}}), got {type(runs).__name__}")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise ConfigError(f"{path}: runs[{i}] must be a mapping of dotted key -> value (e.g. {{train.lr: "
+                              f"0.001}}), got {run!r}")
     try:
         spec = OmegaConf.merge(OmegaConf.structured(SweepSpec), body)
         OmegaConf.to_container(spec, throw_on_missing=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", "") or ""
         raise ConfigError(f"{path}: sweep key '{key}': {str(err).splitlines()[0]}") from None
+    except (TypeError, ValueError) as err:  # OmegaConf's own errors for some container mismatches
+        raise ConfigError(f"{path}: {err}; see configs/sweeps/ for the shape of a sweep file") from None
     if spec.method not in ("grid", "list", "random"):
         raise ConfigError(f"{path}: method is '{spec.method}'; use grid, list or random")
     for stage in spec.stages:
@@ -55,21 +70,49 @@ def load_sweep(path: Path) -> Any:
         if not DOTTED_KEY.fullmatch(str(name)):
             raise ConfigError(f"{path}: sweep parameter {str(name)!r} is not a dotted config key "
                               "(e.g. train.lr or model.hidden_size)")
+    try:
+        expand(spec)  # every value spec checked (and drawn) here, before any config is composed
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     return spec
 
 
 DOTTED_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", re.ASCII)
 
 
-def _draw(rng: random.Random, values: Any) -> Any:
-    if isinstance(values, dict):
-        low, high = float(values["min"]), float(values["max"])
-        if values.get("log"):
-            import math
-
-            return math.exp(rng.uniform(math.log(low), math.log(high)))
-        return rng.uniform(low, high)
-    return rng.choice(list(values))
+def _draw(rng: random.Random, key: str, values: Any) -> Any:
+    """One random value of parameters.<key>: a choice from a list, or uniform (log-uniform) in {min, max}."""
+    if isinstance(values, list) and values:
+        return rng.choice(values)
+    shape = "a non-empty list of values or {min: , max: } (add log: true for log-uniform)"
+    if not isinstance(values, dict):
+        raise ConfigError(f"parameters.{key}: a random sweep needs {shape}; got {values!r}")
+    unknown = sorted(set(values) - {"min", "max", "log"})
+    if unknown or "min" not in values or "max" not in values:
+        raise ConfigError(f"parameters.{key}: a random range needs min and max" +
+                          (f" (unknown key '{unknown[0]}')" if unknown else "") + f"; write {shape}")
+    bounds = []
+    for bound in ("min", "max"):
+        value = values[bound]
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ConfigError(f"parameters.{key}.{bound}: {value!r} is not a finite number")
+        bounds.append(number)
+    low, high = bounds
+    if low > high:
+        raise ConfigError(f"parameters.{key}: min {low:g} is above max {high:g}")
+    log_scale = values.get("log", False)
+    if not isinstance(log_scale, bool):
+        raise ConfigError(f"parameters.{key}.log: must be true or false, got {log_scale!r}")
+    if log_scale:
+        if low <= 0:
+            raise ConfigError(f"parameters.{key}: a log range needs min > 0, got {low:g}; set a positive min or "
+                              "log: false")
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
+    return rng.uniform(low, high)
 
 
 def expand(spec: Any) -> list[dict[str, Any]]:
@@ -80,14 +123,14 @@ def expand(spec: Any) -> list[dict[str, Any]]:
     elif spec.method == "grid":
         for key, values in params.items():
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"sweep parameter '{key}' needs a non-empty list of values for a grid")
+                raise ConfigError(f"parameters.{key}: a grid needs a non-empty list of values, got {values!r}")
         keys = list(params)
         points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*params.values())]
     else:
         if spec.samples < 1:
             raise ConfigError("a random sweep needs samples >= 1")
         rng = random.Random(spec.seed)
-        points = [{key: _draw(rng, values) for key, values in params.items()} for _ in range(spec.samples)]
+        points = [{key: _draw(rng, key, values) for key, values in params.items()} for _ in range(spec.samples)]
     if not points:
         raise ConfigError(f"sweep '{spec.name}' expands to no runs; set parameters (grid, random) or runs (list)")
     return points

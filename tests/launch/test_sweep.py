@@ -153,3 +153,74 @@ def test_sweep_parameter_names_and_folder_are_checked(tmp_path: Path, helpers) -
     with pytest.raises(ConfigError, match=r"sweep folder .*set dir: to a path"):
         run_sweep(sweep_file(tmp_path, helpers, dir=str(tmp_path / "two words"), parameters={"train.lr": [0.1]}),
                   dry_run=True)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"max": 0.1}, r"parameters\.train\.lr: a random range needs min and max"),
+    ({"min": 0.1, "max": 0.2, "step": 1}, r"parameters\.train\.lr: a random range needs min and max \(unknown key 'step'\)"),
+    ({"min": -1, "max": 0.1, "log": True}, r"parameters\.train\.lr: a log range needs min > 0"),
+    ({"min": "abc", "max": 0.1}, r"parameters\.train\.lr\.min: 'abc' is not a finite number"),
+    ({"min": 0.1, "max": float("nan")}, r"parameters\.train\.lr\.max: nan is not a finite number"),
+    ({"min": 0.2, "max": 0.1}, r"parameters\.train\.lr: min 0\.2 is above max 0\.1"),
+    ({"min": 0.1, "max": 0.2, "log": "yes"}, r"parameters\.train\.lr\.log: must be true or false"),
+    (0.1, r"parameters\.train\.lr: a random sweep needs a non-empty list of values or \{min: , max: \}"),
+    ([], r"parameters\.train\.lr: a random sweep needs a non-empty list"),
+])
+def test_random_parameter_specs_are_checked_naming_file_and_key(tmp_path: Path, helpers, values, message) -> None:
+    path = sweep_file(tmp_path, helpers, method="random", samples=2, parameters={"train.lr": values})
+    with pytest.raises(ConfigError, match=message) as info:
+        load_sweep(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_random_ranges_written_as_yaml_text_still_draw(tmp_path: Path, helpers) -> None:
+    """PyYAML reads 1e-4 as a string; a range written so has always worked and keeps working."""
+    path = sweep_file(tmp_path, helpers, method="random", samples=3, parameters={"train.lr": {"min": "1e-4",
+                                                                                             "max": "1e-2",
+                                                                                             "log": True}})
+    assert all(1e-4 <= p["train.lr"] <= 1e-2 for p in expand(load_sweep(path)))
+
+
+def test_parameters_as_a_list_and_runs_that_are_not_mappings_name_the_key(tmp_path: Path, helpers) -> None:
+    path = sweep_file(tmp_path, helpers, parameters=["train.lr"])
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: parameters must be a mapping of dotted key"):
+        load_sweep(path)
+    path = sweep_file(tmp_path, helpers, method="list", runs=[{"train.lr": 0.1}, 2])
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: runs\[1\] must be a mapping .* got 2"):
+        load_sweep(path)
+    path = sweep_file(tmp_path, helpers, method="grid", parameters={"train.lr": 0.1})
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: parameters\.train\.lr: a grid needs"):
+        load_sweep(path)
+
+
+def _triglot(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "triglot", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"})
+
+
+def test_cli_bad_random_sweep_exits_2_with_one_line(tmp_path: Path, helpers) -> None:
+    path = sweep_file(tmp_path, helpers, method="random", samples=2, parameters={"train.lr": {"max": 0.1}})
+    proc = _triglot("sweep", str(path), "--dry-run", "launch.cluster=local")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"triglot: config error: {path}: parameters.train.lr: a random range needs min and max; write a non-empty "
+        "list of values or {min: , max: } (add log: true for log-uniform)"]
+
+
+@pytest.mark.parametrize("nproc", ["-1", "0"])
+def test_launch_local_refuses_nproc_below_one(tmp_path: Path, nproc: str) -> None:
+    """`--nproc -1` reached torch elastic's assert; `--nproc 0` silently fell back to run.nproc_per_node."""
+    proc = _triglot("launch", "local", "train", "configs/experiments/quickstart.yaml", "--nproc", nproc, "--dry-run",
+                    "hardware=cpu", f"run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"triglot: config error: --nproc is {nproc}; it must be 1 or more (leave it out to use run.nproc_per_node)"]
+
+
+def test_launch_local_without_nproc_uses_run_nproc_per_node(tmp_path: Path) -> None:
+    proc = _triglot("launch", "local", "train", "configs/experiments/quickstart.yaml", "--dry-run", "hardware=cpu",
+                    "run.nproc_per_node=3", f"run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--nproc-per-node=3" in proc.stdout

@@ -36,9 +36,17 @@ def expand_paths(patterns: list[str], name: str) -> list[Path]:
     return files
 
 
-def read_records(path: Path) -> Iterator[dict]:
-    """Records of a JSON file (a list, or an object holding one list) or of a JSONL file (one per line)."""
-    text = path.read_text(encoding="utf-8")
+def read_records(path: Path, name: str = "") -> Iterator[dict]:
+    """Records of a JSON file (a list, or an object holding one list) or of a JSONL file (one per line); a file
+    that is not UTF-8 text is an InputError naming the dataset, the file and the line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        where = f"sft.datasets '{name}': " if name else ""
+        line = data.count(b"\n", 0, err.start) + 1
+        raise InputError(f"{where}{path}:{line}: not UTF-8 text (byte {err.start}); save the dataset as UTF-8, "
+                         "or remove the file from its paths") from None
     if path.suffix == ".json" or text.lstrip()[:1] == "[":
         try:
             data = json.loads(text)
@@ -134,7 +142,7 @@ def load_conversations(spec: Any, default_system: str = "") -> list[Conversation
     out: list[Conversation] = []
     skipped = 0
     for path in expand_paths(list(spec.paths), spec.name):
-        for record in read_records(path):
+        for record in read_records(path, spec.name):
             for conv in reader(record, fields):
                 if system and conv and conv[0]["role"] != "system":
                     conv = [{"role": "system", "content": system}, *conv]

@@ -52,6 +52,8 @@ def load_chatbot(path: str | Path, settings: GenerationSection | None = None, te
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = model_folder(path)
+    if not any(folder.glob("tokenizer*")):
+        raise InputError(f"{folder} has no tokenizer files; the Hugging Face export must include the tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if (folder / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
@@ -126,27 +128,47 @@ def generate_batch(bot: Chatbot, conversations: list[list[dict]]) -> list[str]:
 
 
 def read_prompts(path: Path, system: str = "") -> list[list[dict]]:
-    """Prompts from a text file (one per line) or JSONL ({"prompt": ...} or {"messages": [...]})."""
+    """Prompts from a text file (one per line) or JSONL ({"prompt": ...} or {"messages": [...]}); a file that is
+    missing, not UTF-8 or has a line that is not a prompt is an InputError naming it (and the line)."""
+    if path.is_dir():
+        raise InputError(f"--prompts: {path} is a directory; give a text file (one prompt a line) or JSONL")
     if not path.is_file():
         raise InputError(f"--prompts: {path} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise InputError(f"--prompts: {path}:{line}: not UTF-8 text (byte {err.start}); save the prompts as "
+                         "UTF-8") from None
     convs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        if path.suffix == ".jsonl":
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{n}: not JSON ({err})") from err
-            messages = record.get("messages") or [{"role": "user", "content": str(record.get("prompt", ""))}]
-        else:
-            messages = [{"role": "user", "content": line.strip()}]
+        messages = _jsonl_prompt(path, n, line) if path.suffix == ".jsonl" else [{"role": "user", "content": line.strip()}]
         if system and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": system}, *messages]
         convs.append(messages)
     if not convs:
         raise InputError(f"--prompts: {path} has no prompts")
     return convs
+
+
+def _jsonl_prompt(path: Path, n: int, line: str) -> list[dict]:
+    """The messages of one JSONL line: {"prompt": text} or {"messages": [{"role": .., "content": ..}, ...]}."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{n}: not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{path}:{n}: expected an object with 'prompt' or 'messages', got {type(record).__name__}")
+    if not record.get("messages"):
+        return [{"role": "user", "content": str(record.get("prompt", ""))}]
+    messages = record["messages"]
+    if not (isinstance(messages, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                               and isinstance(m.get("content"), str) for m in messages)):
+        raise InputError(f"{path}:{n}: 'messages' must be a list of {{\"role\": ..., \"content\": ...}} objects")
+    return messages
 
 
 def chat_loop(bot: Chatbot, system: str = "", stdin: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> None:
