@@ -67,7 +67,7 @@ MAXIMUMS: dict[str, int] = {
     "run.seed": 2**63 - 1,  # what torch.manual_seed and numpy's generators take
     "tokenizer.vocab_size": 2**24,  # ids are stored as uint32; a larger vocabulary cannot be trained in memory
 }
-POSITIVE_FLOATS = ("train.lr", "train.grad_bucket_mb", "model.rope_theta", "model.rms_norm_eps")
+POSITIVE_FLOATS = ("train.lr", "train.grad_bucket_mb", "model.rope_theta")
 # key -> (low, high, whether high itself is allowed) for fractions.
 FRACTIONS: dict[str, tuple[float, float, bool]] = {
     "train.val_fraction": (0.0, 1.0, False),
